@@ -1,0 +1,52 @@
+# Two commands for a new user: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+HOST ?= 127.0.0.1
+PYTEST_ARGS ?=
+export FLASK_APP := wsgi
+
+.PHONY: run test lint format serve db demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall only when the project's dependencies change.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+db: $(VENV)/.installed-run
+	$(BIN)/flask db upgrade
+
+demo: db
+	$(BIN)/flask storefront seed-demo
+
+## make run: set up .venv, the database and the demo data, then serve the shop on http://$(HOST):$(PORT)
+run: demo
+	@echo "Serving Small Batch on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
+	$(BIN)/flask run --host $(HOST) --port $(PORT)
+
+## make test: set up .venv with the dev extras, lint, and run every test
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/drop.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,122 @@
+"""Small Batch: a storefront for numbered, limited releases of small-batch goods."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+
+import config as settings
+from storefront.database import configure_sqlite, engine_options
+from storefront.extensions import csrf, db, migrate
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config_object: type | Mapping[str, Any] | None = None, **overrides: Any) -> Flask:
+    """Build the shop.
+
+    `config_object` is a class from config.py, or a mapping of overrides applied on top of the class chosen by
+    `STOREFRONT_ENV`. Keyword arguments are further overrides (tests use them).
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_DIR / "templates"),
+        static_folder=str(PROJECT_DIR / "static"),
+        instance_path=str(settings.INSTANCE_DIR),
+    )
+    if config_object is None or isinstance(config_object, Mapping):
+        app.config.from_object(settings.config_from_environment())
+        if config_object:
+            app.config.update(config_object)
+    else:
+        app.config.from_object(config_object)
+    app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    check_required_settings(app)
+
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(
+            app.config["SQLALCHEMY_DATABASE_URI"],
+            app.config["DATABASE_POOL_SIZE"],
+            app.config["DATABASE_MAX_OVERFLOW"],
+        ),
+        **app.config.get("SQLALCHEMY_EXTRA_ENGINE_OPTIONS", {}),
+    }
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
+    csrf.init_app(app)
+    with app.app_context():
+        configure_sqlite(db.engine)
+
+    register_blueprints(app)
+    register_error_pages(app)
+    register_template_helpers(app)
+
+    from storefront.cli import storefront_cli
+
+    app.cli.add_command(storefront_cli)
+    return app
+
+
+def check_required_settings(app: Flask) -> None:
+    """Refuse to start in production without the secrets a real shop needs."""
+    missing = [name for name in app.config.get("REQUIRED", ()) if not app.config.get(name)]
+    if missing:
+        raise RuntimeError(f"Refusing to start: set {', '.join(missing)} in the environment (see README.md)")
+
+
+def register_blueprints(app: Flask) -> None:
+    from storefront.api import bp as api_bp
+    from storefront.media import bp as media_bp
+    from storefront.shop import bp as shop_bp
+    from storefront.story import bp as story_bp
+
+    app.register_blueprint(shop_bp)
+    app.register_blueprint(story_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(media_bp)
+
+
+def register_error_pages(app: Flask) -> None:
+    """Answer every error with the shop's own page (JSON under /api/), never a traceback."""
+    from flask import jsonify, request
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(error: HTTPException):
+        if wants_json():
+            return jsonify({"error": error.name, "message": error.description}), error.code
+        template = "errors/404.html" if error.code == 404 else "errors/error.html"
+        return render_template(template, error=error), error.code
+
+    @app.errorhandler(Exception)
+    def handle_unexpected_error(error: Exception):
+        log.exception("Unhandled error on %s", request.path)
+        db.session.rollback()
+        if wants_json():
+            return jsonify({"error": "Internal Server Error", "message": "Something went wrong on our side."}), 500
+        return render_template("errors/500.html"), 500
+
+
+def register_template_helpers(app: Flask) -> None:
+    from storefront import text
+
+    app.jinja_env.filters["money"] = text.format_money
+    app.jinja_env.filters["markdown"] = text.render_markdown
+    app.jinja_env.filters["iso_utc"] = text.iso_utc
+    app.jinja_env.filters["human_datetime"] = text.human_datetime
+
+    @app.context_processor
+    def shop_globals() -> dict[str, Any]:
+        return {"shop_name": app.config["SHOP_NAME"]}

@@ -1,0 +1,24 @@
+"""Flask extensions: created here without an app, initialised in `create_app()`."""
+
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+
+from storefront.models.base import Base, UTCDateTime
+
+
+def render_migration_type(type_: str, obj: object, autogen_context) -> str | bool:
+    """Write UTCDateTime into revisions as a plain `sa.DateTime(timezone=True)`.
+
+    Revisions must not import application code: they outlive it.
+    """
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(compare_type=True, render_as_batch=True, render_item=render_migration_type)
+login_manager = LoginManager()
+csrf = CSRFProtect()

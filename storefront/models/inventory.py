@@ -1,0 +1,109 @@
+"""Stock: one row per numbered unit, and the holds that keep units for a buyer while they pay."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storefront.clock import utcnow
+from storefront.models.base import Base, UTCDateTime
+
+if TYPE_CHECKING:
+    from storefront.models.catalog import Release
+    from storefront.models.orders import Order
+
+
+class UnitStatus(StrEnum):
+    AVAILABLE = "available"
+    HELD = "held"
+    SOLD = "sold"
+    WITHHELD = "withheld"  # kept back by the producer (a number promised to someone, a damaged bottle)
+
+
+class HoldStatus(StrEnum):
+    ACTIVE = "active"
+    CONVERTED = "converted"
+    RELEASED = "released"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class Hold(Base):
+    """Units kept for one buyer until `expires_at` while they pay; becomes an order or is released."""
+
+    __tablename__ = "hold"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("status IN ('active', 'converted', 'released')", name="status_known"),
+        Index("ix_hold_buyer", "release_id", "buyer_email", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The buyer's handle on their hold in URLs: unguessable, unlike the id.
+    token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    buyer_email: Mapped[str] = mapped_column(String(320))
+    quantity: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it ended: cancelled, expired, payment_failed, paid...
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    # The payment session that pays for it (Stripe Checkout), and what the gateway last said of it.
+    payment_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_status: Mapped[str | None] = mapped_column(String(40))
+
+    release: Mapped[Release] = relationship()
+    units: Mapped[list[Unit]] = relationship(back_populates="hold", order_by="Unit.number")
+
+
+class Unit(Base):
+    """One numbered unit of a release: "No. 17 of 240"."""
+
+    __tablename__ = "unit"
+    __table_args__ = (
+        UniqueConstraint("release_id", "number"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("status IN ('available', 'held', 'sold', 'withheld')", name="status_known"),
+        # A unit's status and its links must agree, so a faulty query fails instead of selling twice.
+        CheckConstraint(
+            "(status = 'available' AND hold_id IS NULL AND order_id IS NULL AND held_until IS NULL)"
+            " OR (status = 'held' AND hold_id IS NOT NULL AND order_id IS NULL AND held_until IS NOT NULL)"
+            " OR (status = 'sold' AND order_id IS NOT NULL)"
+            " OR (status = 'withheld' AND order_id IS NULL)",
+            name="status_matches_links",
+        ),
+        # The claim walks this index: it only ever contains claimable units, so claims stay at the front
+        # of the run however many units are already gone (see ../shared/PERFORMANCE.md, lesson 1).
+        Index(
+            "ix_unit_available",
+            "release_id",
+            "number",
+            postgresql_where=text("status = 'available'"),
+            sqlite_where=text("status = 'available'"),
+        ),
+        Index("ix_unit_release_status", "release_id", "status"),
+        Index("ix_unit_hold_id", "hold_id"),
+        Index("ix_unit_order_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=UnitStatus.AVAILABLE)
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("hold.id"))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"))
+    sold_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    release: Mapped[Release] = relationship()
+    hold: Mapped[Hold | None] = relationship(back_populates="units")
+    order: Mapped[Order | None] = relationship(back_populates="units")

@@ -1,0 +1,199 @@
+"""Shared fixtures: a clean database per test on SQLite and PostgreSQL, a controllable clock, a live server.
+
+PostgreSQL runs when TEST_DATABASE_URL is set (each test gets a schema of its own in that database). Without it
+the PostgreSQL cases are skipped with a reason; with REQUIRE_POSTGRES=1 a missing PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from config import TestConfig, normalise_database_url
+from storefront import create_app
+from storefront.extensions import db
+
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+class FrozenClock:
+    """A clock tests move by hand instead of sleeping."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+    def set(self, moment: datetime) -> None:
+        self.current = moment
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The base PostgreSQL URL, checked once per run; skips (or fails, when required) if it is unusable."""
+    raw = os.environ.get("TEST_DATABASE_URL", "")
+    if not raw:
+        if REQUIRE_POSTGRES:
+            pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    url = normalise_database_url(raw)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as error:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"REQUIRE_POSTGRES=1 but PostgreSQL at {raw} does not answer: {error}")
+        pytest.skip(f"PostgreSQL at {raw} does not answer: {error.orig}")
+    finally:
+        engine.dispose()
+    return url
+
+
+def with_search_path(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL whose connections see only a fresh, empty schema; dropped after the test."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield with_search_path(postgres_url, schema)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+# --- The app on either database --------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shop.db'}"
+    return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def app_overrides() -> dict:
+    """Extra settings for the `app` fixture; override in a module to change them."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, clock: FrozenClock, app_overrides: dict):
+    """The shop on a clean database whose schema comes from the models."""
+    application = create_app(
+        TestConfig,
+        SQLALCHEMY_DATABASE_URI=database_url,
+        UPLOAD_FOLDER=str(tmp_path / "uploads"),
+        CLOCK=clock,
+        **app_overrides,
+    )
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def session(app):
+    """The app's scoped session, inside an app context."""
+    with app.app_context():
+        yield db.session
+        db.session.rollback()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# --- A real server and a real browser ----------------------------------------------------------------------------
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+
+
+def chromium_or_skip() -> str:
+    if shutil.which(CHROMIUM) or Path(CHROMIUM).exists():
+        return CHROMIUM
+    if IN_CI:
+        pytest.fail(f"CI=true but Chromium is not installed at {CHROMIUM} (.ci/run installs Debian's chromium)")
+    pytest.skip(f"Chromium not found at {CHROMIUM}; install Debian's chromium to run browser tests")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Launch Debian's Chromium (Playwright's own download does not work here) with a quiet network."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium_or_skip(),
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
