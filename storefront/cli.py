@@ -23,3 +23,17 @@ def seed_demo_command() -> None:
         click.echo(f"Demo data loaded: {', '.join(created)}.")
     else:
         click.echo("Demo data already present; nothing to do.")
+
+
+@storefront_cli.command("audit")
+def audit_command() -> None:
+    """Check every stock, hold and order invariant; print each violation and exit 1 if there is any."""
+    from storefront.domain.audit import audit
+
+    problems = audit(db.session, clock.now())
+    db.session.rollback()
+    for problem in problems:
+        click.echo(f"VIOLATION {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("Audit clean: no unit sold twice, no release oversold, every hold and order consistent.")

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, scoped_session
 
 # Connection execution option that asks SQLite for the write lock when the transaction begins.
 SQLITE_IMMEDIATE = "sqlite_begin_immediate"
@@ -49,3 +50,26 @@ def configure_sqlite(engine: Engine) -> None:
     def on_begin(connection):  # pragma: no cover - exercised by every SQLite test
         immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class TransactionAlreadyStarted(RuntimeError):
+    """A write on SQLite was attempted inside a transaction that began as a plain read."""
+
+
+def begin_write_transaction(session: Session | scoped_session) -> None:
+    """Make sure the session's transaction holds the database write lock from its start (SQLite only).
+
+    SQLite in WAL mode cannot upgrade a read transaction to a write once another writer has committed: it fails
+    at once instead of waiting. So writers begin with BEGIN IMMEDIATE, which waits (busy timeout) for its turn.
+    On PostgreSQL this does nothing: row locks do the work there.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    if isinstance(session, scoped_session):
+        session = session()
+    if not session.in_transaction():
+        session.connection(execution_options={SQLITE_IMMEDIATE: True})
+    elif not session.connection().get_execution_options().get(SQLITE_IMMEDIATE):
+        raise TransactionAlreadyStarted(
+            "This write must start its own transaction on SQLite: commit or roll back the session first."
+        )

@@ -43,6 +43,14 @@ class Hold(Base):
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('active', 'converted', 'released')", name="status_known"),
         Index("ix_hold_buyer", "release_id", "buyer_email", "status"),
+        # Claims and the sweeper look for live holds past their time; ended holds never need scanning again.
+        Index(
+            "ix_hold_active_expiry",
+            "release_id",
+            "expires_at",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -99,6 +99,6 @@ def test_stock_is_counted_from_the_unit_rows(session):
     first = make_release(session, units=5)
     second = make_release(session, units=3, batch=make_batch(session))
     session.execute(sa.update(Unit).where(Unit.release_id == first.id, Unit.number <= 2).values(status="withheld"))
-    counts = count_stock(session, [first, second])
+    counts = count_stock(session, [first, second], ON_SALE)
     assert (counts[first.id].available, counts[first.id].withheld, counts[first.id].total) == (3, 2, 5)
     assert counts[second.id].available == 3

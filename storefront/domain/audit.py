@@ -1,0 +1,150 @@
+"""The invariant auditor: reads the whole database and lists every way stock, holds and orders disagree.
+
+Run after every concurrency test and by `flask storefront audit`; an empty list means the books are sound.
+Each check is one query that returns offending rows, so the auditor stays fast on a real shop's data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from storefront.domain.inventory import is_reclaimable
+from storefront.models import Hold, HoldStatus, Order, OrderStatus, Release, Unit, UnitStatus
+
+
+def audit(session: Session, now: datetime) -> list[str]:
+    """Return a human-readable line for every violated invariant (empty when everything holds)."""
+    problems: list[str] = []
+    for check in CHECKS:
+        problems.extend(check(session, now))
+    return problems
+
+
+def numbers_unique_within_release(session: Session, _now: datetime) -> list[str]:
+    rows = session.execute(
+        select(Unit.release_id, Unit.number, func.count())
+        .group_by(Unit.release_id, Unit.number)
+        .having(func.count() > 1)
+    ).all()
+    return [f"release {r}: number {n} exists {c} times" for r, n, c in rows]
+
+
+def numbers_within_run(session: Session, _now: datetime) -> list[str]:
+    rows = session.execute(
+        select(Unit.release_id, Unit.number, Release.total_units)
+        .join(Release, Release.id == Unit.release_id)
+        .where(or_(Unit.number < 1, Unit.number > Release.total_units))
+    ).all()
+    return [f"release {r}: unit number {n} is outside 1..{total}" for r, n, total in rows]
+
+
+def every_number_present(session: Session, _now: datetime) -> list[str]:
+    rows = session.execute(
+        select(Release.id, Release.total_units, func.count(Unit.id))
+        .outerjoin(Unit, Unit.release_id == Release.id)
+        .group_by(Release.id, Release.total_units)
+        .having(func.count(Unit.id) != Release.total_units)
+    ).all()
+    return [f"release {r}: has {count} unit rows for a run of {total}" for r, total, count in rows]
+
+
+def sold_units_have_one_paid_order(session: Session, _now: datetime) -> list[str]:
+    problems = []
+    orphans = session.execute(
+        select(Unit.release_id, Unit.number).where(Unit.status == UnitStatus.SOLD, Unit.order_id.is_(None))
+    ).all()
+    problems += [f"release {r}: No. {n} is sold without an order" for r, n in orphans]
+    wrong_release = session.execute(
+        select(Unit.release_id, Unit.number, Order.reference)
+        .join(Order, Order.id == Unit.order_id)
+        .where(Order.release_id != Unit.release_id)
+    ).all()
+    problems += [f"release {r}: No. {n} belongs to order {ref} of another release" for r, n, ref in wrong_release]
+    not_sold = session.execute(
+        select(Unit.release_id, Unit.number, Unit.status).where(
+            Unit.order_id.is_not(None), Unit.status != UnitStatus.SOLD
+        )
+    ).all()
+    problems += [f"release {r}: No. {n} points at an order but is {status}" for r, n, status in not_sold]
+    return problems
+
+
+def orders_own_their_quantity(session: Session, _now: datetime) -> list[str]:
+    rows = session.execute(
+        select(Order.reference, Order.quantity, func.count(Unit.id))
+        .outerjoin(Unit, Unit.order_id == Order.id)
+        .where(Order.status == OrderStatus.PAID)
+        .group_by(Order.id, Order.reference, Order.quantity)
+        .having(func.count(Unit.id) != Order.quantity)
+    ).all()
+    return [f"order {ref}: paid for {q} units but owns {c}" for ref, q, c in rows]
+
+
+def holds_and_units_agree(session: Session, _now: datetime) -> list[str]:
+    problems = []
+    dead_hold = session.execute(
+        select(Unit.release_id, Unit.number, Hold.id, Hold.status)
+        .join(Hold, Hold.id == Unit.hold_id)
+        .where(Unit.status == UnitStatus.HELD, Hold.status != HoldStatus.ACTIVE)
+    ).all()
+    problems += [f"release {r}: No. {n} is held by hold {h}, which is {s}" for r, n, h, s in dead_hold]
+    live_hold_sold = session.execute(
+        select(Unit.release_id, Unit.number, Hold.id)
+        .join(Hold, Hold.id == Unit.hold_id)
+        .where(Unit.status == UnitStatus.SOLD, Hold.status == HoldStatus.ACTIVE)
+    ).all()
+    problems += [f"release {r}: No. {n} is sold but still in live hold {h}" for r, n, h in live_hold_sold]
+    held_units = aliased(Unit)
+    wrong_count = session.execute(
+        select(Hold.id, Hold.quantity, func.count(held_units.id))
+        .outerjoin(held_units, and_(held_units.hold_id == Hold.id, held_units.status == UnitStatus.HELD))
+        .where(Hold.status == HoldStatus.ACTIVE)
+        .group_by(Hold.id, Hold.quantity)
+        .having(func.count(held_units.id) != Hold.quantity)
+    ).all()
+    problems += [f"hold {h}: holds {c} units for a quantity of {q}" for h, q, c in wrong_count]
+    return problems
+
+
+def release_not_oversold(session: Session, _now: datetime) -> list[str]:
+    taken = func.count(Unit.id).filter(Unit.status.in_([UnitStatus.SOLD, UnitStatus.HELD]))
+    rows = session.execute(
+        select(Release.slug, Release.total_units, taken)
+        .join(Unit, Unit.release_id == Release.id)
+        .group_by(Release.id, Release.slug, Release.total_units)
+        .having(taken > Release.total_units)
+    ).all()
+    return [f"release {slug}: {t} sold or held of a run of {total}" for slug, total, t in rows]
+
+
+def buyers_within_limit(session: Session, now: datetime) -> list[str]:
+    live_holds = (
+        select(Hold.release_id, Hold.buyer_email.label("email"), Hold.quantity)
+        .where(Hold.status == HoldStatus.ACTIVE)
+        .where(~is_reclaimable(now))
+    )
+    paid = select(Order.release_id, Order.email.label("email"), Order.quantity).where(Order.status == OrderStatus.PAID)
+    owned = live_holds.union_all(paid).subquery()
+    total = func.sum(owned.c.quantity)
+    rows = session.execute(
+        select(Release.slug, owned.c.email, total, Release.per_customer_limit)
+        .join(Release, Release.id == owned.c.release_id)
+        .group_by(Release.slug, owned.c.email, Release.per_customer_limit)
+        .having(total > Release.per_customer_limit)
+    ).all()
+    return [f"release {slug}: {email} has {t}, above the limit of {limit}" for slug, email, t, limit in rows]
+
+
+CHECKS = [
+    numbers_unique_within_release,
+    numbers_within_run,
+    every_number_present,
+    sold_units_have_one_paid_order,
+    orders_own_their_quantity,
+    holds_and_units_agree,
+    release_not_oversold,
+    buyers_within_limit,
+]

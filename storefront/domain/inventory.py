@@ -1,0 +1,331 @@
+"""The reservation engine: claim numbered units, hold them while the buyer pays, sell them exactly once.
+
+Every function here runs inside the caller's transaction and only flushes; the edge (view, webhook, task) commits.
+`claim()` must start its own transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE), on
+PostgreSQL it locks only the unit rows it takes (FOR UPDATE SKIP LOCKED), so buyers claim different units in
+parallel, and one advisory lock per (release, buyer) so one buyer's parallel requests cannot pass the limit.
+
+Lock order, always: a hold's row first, then its units. Whoever changes a hold's units (release, convert, reclaim)
+holds that hold's row lock, so they never deadlock with each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal_column, select, update
+from sqlalchemy.orm import Session
+
+from storefront.database import begin_write_transaction
+from storefront.domain.errors import DomainError
+from storefront.models import Hold, HoldStatus, Order, OrderStatus, Release, Unit, UnitStatus
+
+# Written as a literal, not a bound parameter, so PostgreSQL can use the partial index on available units
+# even in a generic (prepared) plan: a planner cannot prove `status = $1` matches the index's predicate.
+UNIT_IS_AVAILABLE = Unit.status == literal_column("'available'")
+HOLD_IS_ACTIVE = Hold.status == literal_column("'active'")
+
+# How many timed-out holds one claim frees on its way; the rest are left for the next claim or the sweeper.
+RECLAIM_BATCH = 200
+
+
+class NotOnSale(DomainError):
+    """The release is not open for claims: before `on_sale_at`, or after `off_sale_at`."""
+
+
+class SoldOut(DomainError):
+    """Not enough units are free for this claim."""
+
+    def __init__(self, message: str, available: int) -> None:
+        super().__init__(message)
+        self.available = available
+
+
+class LimitReached(DomainError):
+    """The buyer already has as many units of this release as the producer allows."""
+
+    def __init__(self, message: str, remaining: int) -> None:
+        super().__init__(message)
+        self.remaining = remaining
+
+
+class NumberTaken(DomainError):
+    """The specific number asked for is held or sold; `next_free` suggests another (or None)."""
+
+    def __init__(self, message: str, next_free: int | None) -> None:
+        super().__init__(message)
+        self.next_free = next_free
+
+
+class InvalidClaim(DomainError):
+    """The request itself is wrong: a bad quantity, a number outside the run, choice not offered."""
+
+
+class HoldNotActive(DomainError):
+    """The hold has already ended (released or converted) and cannot change."""
+
+
+class HoldBroken(DomainError):
+    """The hold no longer has all its units (they were reclaimed after it expired)."""
+
+
+@dataclass(frozen=True)
+class Buyer:
+    """Who is claiming: an email always; a customer account id once accounts exist."""
+
+    email: str
+
+    @property
+    def key(self) -> str:
+        return normalise_email(self.email)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def is_reclaimable(now: datetime):
+    """SQL condition: this hold has passed its time and its units may be given to someone else."""
+    return and_(HOLD_IS_ACTIVE, Hold.expires_at <= now)
+
+
+def claim(
+    session: Session,
+    release_id: int,
+    quantity: int,
+    buyer: Buyer,
+    now: datetime,
+    hold_for: timedelta,
+    number: int | None = None,
+) -> Hold:
+    """Hold `quantity` units of a release for `buyer` until `now + hold_for`, atomically.
+
+    Takes the lowest free numbers, or exactly `number` when the buyer picked one. Raises NotOnSale, SoldOut,
+    LimitReached, NumberTaken or InvalidClaim; on any error the caller rolls back and nothing has changed.
+    """
+    begin_write_transaction(session)
+    release = session.get(Release, release_id)
+    if release is None:
+        raise InvalidClaim("This release does not exist.")
+    check_claim_request(release, quantity, number, now)
+
+    lock_buyer(session, release.id, buyer.key)
+    remaining = release.per_customer_limit - units_owned(session, release.id, buyer.key, now)
+    if quantity > remaining:
+        if remaining <= 0:
+            message = f"You already have the limit of {release.per_customer_limit} from this release."
+        else:
+            message = f"You can take {remaining} more from this release (limit {release.per_customer_limit})."
+        raise LimitReached(message, max(remaining, 0))
+
+    reclaim_expired_holds(session, release.id, now)
+    hold = Hold(
+        release_id=release.id,
+        buyer_email=buyer.key,
+        quantity=quantity,
+        status=HoldStatus.ACTIVE,
+        created_at=now,
+        expires_at=now + hold_for,
+    )
+    session.add(hold)
+    session.flush()
+
+    if number is not None:
+        taken = take_number(session, release.id, number, hold)
+        if not taken:
+            raise NumberTaken(
+                f"No. {number} is already taken.", next_free=next_free_number(session, release.id, number)
+            )
+    else:
+        taken = take_lowest(session, release.id, quantity, hold)
+        if len(taken) < quantity:
+            # Some units were taken by this statement; the caller's rollback puts them back.
+            left = len(taken)
+            if left == 0:
+                raise SoldOut("Every unit of this release is sold or held.", available=0)
+            raise SoldOut(f"Only {left} left; please ask for {left} or fewer.", available=left)
+    session.flush()
+    session.expire(hold, ["units"])
+    return hold
+
+
+def check_claim_request(release: Release, quantity: int, number: int | None, now: datetime) -> None:
+    if now < release.on_sale_at:
+        raise NotOnSale("This release is not on sale yet.")
+    if release.off_sale_at is not None and now >= release.off_sale_at:
+        raise NotOnSale("This release has closed.")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise InvalidClaim("Choose how many you want: at least 1.")
+    if quantity > release.per_customer_limit:
+        raise InvalidClaim(f"You can take at most {release.per_customer_limit} from this release.")
+    if number is not None:
+        if not release.allow_number_choice:
+            raise InvalidClaim("This release does not offer picking a number.")
+        if quantity != 1:
+            raise InvalidClaim("Pick one number at a time.")
+        if not 1 <= number <= release.total_units:
+            raise InvalidClaim(f"Numbers run from 1 to {release.total_units}.")
+
+
+def lock_buyer(session: Session, release_id: int, buyer_key: str) -> None:
+    """Serialise one buyer's claims on one release, and nobody else's (PostgreSQL; SQLite already is)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(release_id, func.hashtext(buyer_key))))
+
+
+def units_owned(session: Session, release_id: int, buyer_key: str, now: datetime) -> int:
+    """Units the buyer holds (live holds) or has bought (paid orders) in this release."""
+    held = session.scalar(
+        select(func.coalesce(func.sum(Hold.quantity), 0)).where(
+            Hold.release_id == release_id,
+            Hold.buyer_email == buyer_key,
+            Hold.status == HoldStatus.ACTIVE,
+            Hold.expires_at > now,
+        )
+    )
+    bought = session.scalar(
+        select(func.coalesce(func.sum(Order.quantity), 0)).where(
+            Order.release_id == release_id,
+            Order.email == buyer_key,
+            Order.status == OrderStatus.PAID,
+        )
+    )
+    return int(held) + int(bought)
+
+
+def reclaim_expired_holds(session: Session, release_id: int, now: datetime) -> int:
+    """Release this release's timed-out holds (skipping any another transaction is busy with)."""
+    expired = (
+        select(Hold.id)
+        .where(Hold.release_id == release_id, is_reclaimable(now))
+        .order_by(Hold.expires_at)
+        .limit(RECLAIM_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    hold_ids = list(session.scalars(expired))
+    if hold_ids:
+        free_units_of(session, hold_ids)
+        end_holds(session, hold_ids, now, "expired")
+    return len(hold_ids)
+
+
+def take_lowest(session: Session, release_id: int, quantity: int, hold: Hold) -> Sequence[int]:
+    """Move up to `quantity` of the lowest free units into `hold`; return their numbers.
+
+    The candidate rows are picked in a MATERIALIZED CTE so the planner cannot re-run the subquery and lock more
+    than `quantity` rows; SKIP LOCKED lets parallel claims pass each other instead of queueing on one row.
+    """
+    candidates = (
+        select(Unit.id)
+        .where(Unit.release_id == release_id, UNIT_IS_AVAILABLE)
+        .order_by(Unit.number)
+        .limit(quantity)
+        .with_for_update(skip_locked=True)
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    statement = (
+        update(Unit)
+        .where(Unit.id.in_(select(candidates.c.id)), UNIT_IS_AVAILABLE)
+        .values(status=UnitStatus.HELD, hold_id=hold.id, held_until=hold.expires_at)
+        .returning(Unit.number)
+    )
+    return sorted(session.scalars(statement, execution_options={"synchronize_session": False}))
+
+
+def take_number(session: Session, release_id: int, number: int, hold: Hold) -> bool:
+    """Move exactly unit `number` into `hold` if it is free; a concurrent claim of it makes this one lose."""
+    statement = (
+        update(Unit)
+        .where(Unit.release_id == release_id, Unit.number == number, UNIT_IS_AVAILABLE)
+        .values(status=UnitStatus.HELD, hold_id=hold.id, held_until=hold.expires_at)
+        .returning(Unit.number)
+    )
+    return session.scalar(statement, execution_options={"synchronize_session": False}) is not None
+
+
+def next_free_number(session: Session, release_id: int, wanted: int) -> int | None:
+    """The free number nearest above `wanted` (or the lowest free one), to offer instead."""
+    free = select(func.min(Unit.number)).where(Unit.release_id == release_id, UNIT_IS_AVAILABLE)
+    return session.scalar(free.where(Unit.number > wanted)) or session.scalar(free)
+
+
+def free_units_of(session: Session, hold_ids: Sequence[int]) -> None:
+    session.execute(
+        update(Unit)
+        .where(Unit.hold_id.in_(hold_ids), Unit.status == UnitStatus.HELD)
+        .values(status=UnitStatus.AVAILABLE, hold_id=None, held_until=None),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def end_holds(session: Session, hold_ids: Sequence[int], now: datetime, reason: str) -> None:
+    session.execute(
+        update(Hold)
+        .where(Hold.id.in_(hold_ids), Hold.status == HoldStatus.ACTIVE)
+        .values(status=HoldStatus.RELEASED, ended_at=now, end_reason=reason),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def lock_hold(session: Session, hold_id: int) -> Hold:
+    """Load a hold with its row locked, fresh from the database."""
+    hold = session.scalar(
+        select(Hold).where(Hold.id == hold_id).with_for_update().execution_options(populate_existing=True)
+    )
+    if hold is None:
+        raise HoldNotActive("This hold does not exist.")
+    return hold
+
+
+def release_hold(session: Session, hold: Hold, now: datetime, reason: str = "cancelled") -> Hold:
+    """Put a hold's units back on sale (cancel, expiry, failed payment). Releasing twice is harmless."""
+    begin_write_transaction(session)
+    hold = lock_hold(session, hold.id)
+    if hold.status == HoldStatus.RELEASED:
+        return hold
+    if hold.status == HoldStatus.CONVERTED:
+        raise HoldNotActive("This hold has been paid for; its units are sold.")
+    free_units_of(session, [hold.id])
+    end_holds(session, [hold.id], now, reason)
+    session.flush()
+    session.refresh(hold)
+    return hold
+
+
+def convert(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
+    """Sell a hold's units to `order`, exactly once. Converting again to the same order changes nothing.
+
+    Raises HoldNotActive if the hold was released or converted to another order, and HoldBroken if some of its
+    units are gone (it expired and was reclaimed); in both cases the caller decides what the payment gets.
+    """
+    begin_write_transaction(session)
+    hold = lock_hold(session, hold.id)
+    if hold.status == HoldStatus.CONVERTED:
+        if order.id is not None and order.hold_id == hold.id:
+            return hold
+        raise HoldNotActive("This hold was already sold to another order.")
+    if hold.status == HoldStatus.RELEASED:
+        raise HoldNotActive("This hold was released; its units may have gone to someone else.")
+    if order.id is None:
+        session.add(order)
+        session.flush()
+    sold = session.execute(
+        update(Unit)
+        .where(Unit.hold_id == hold.id, Unit.status == UnitStatus.HELD)
+        .values(status=UnitStatus.SOLD, order_id=order.id, sold_at=now, held_until=None),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if sold != hold.quantity:
+        raise HoldBroken(f"This hold has {sold} of its {hold.quantity} units left.")
+    hold.status = HoldStatus.CONVERTED
+    hold.ended_at = now
+    hold.end_reason = "paid"
+    session.flush()
+    return hold
+
+
+def held_numbers(session: Session, hold: Hold) -> list[int]:
+    return list(session.scalars(select(Unit.number).where(Unit.hold_id == hold.id).order_by(Unit.number)))
