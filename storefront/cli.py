@@ -37,3 +37,40 @@ def audit_command() -> None:
     if problems:
         raise SystemExit(1)
     click.echo("Audit clean: no unit sold twice, no release oversold, every hold and order consistent.")
+
+
+@storefront_cli.command("worker")
+@click.option("--threads", default=2, show_default=True, help="Worker threads in this consumer.")
+def worker_command(threads: int) -> None:
+    """Run the Huey consumer: hold sweeper, refunds, mail (Redis if REDIS_URL is set, else SQLite)."""
+    from storefront import tasks
+
+    tasks.use_app(current_app._get_current_object())
+    click.echo(f"Worker on {type(tasks.huey).__name__} with {threads} threads; Ctrl-C to stop.")
+    consumer = tasks.huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
+    consumer.run()
+
+
+@storefront_cli.command("dev")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--sim-port", default=12111, show_default=True, type=int, help="Port of the Stripe simulator.")
+def dev_command(host: str, port: int, sim_port: int) -> None:
+    """Serve the shop with a worker beside it, and the Stripe simulator when no STRIPE_SECRET_KEY is set."""
+    from storefront.devserver import run_dev
+
+    raise SystemExit(run_dev(host, port, sim_port))
+
+
+@storefront_cli.command("stripe-sim")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=12111, show_default=True, type=int)
+@click.option("--webhook-url", default="http://127.0.0.1:5000/stripe/webhook", show_default=True)
+@click.option("--webhook-secret", envvar="STRIPE_WEBHOOK_SECRET", required=True, help="Signs webhook events.")
+@click.option("--api-key", "api_keys", multiple=True, help="Accept only these secret keys (default: any sk_test_).")
+@click.option("--public-url", default=None, help="Base of the hosted checkout page URLs.")
+def stripe_sim_command(host, port, webhook_url, webhook_secret, api_keys, public_url) -> None:
+    """Serve the Stripe simulator: Checkout Sessions, refunds, a hosted pay page and signed webhooks."""
+    from storefront.stripe_sim import run_simulator
+
+    run_simulator(host, port, webhook_url, webhook_secret, api_keys=set(api_keys) or None, public_url=public_url)

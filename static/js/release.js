@@ -78,8 +78,20 @@
     } catch (error) {
       return false; // no storage (private mode): leave it to the stock check, which reloads on a real change
     }
-    window.location.reload();
+    reloadPage();
     return true;
+  }
+
+  /* Fetch the page afresh. A page that answered a form (a refused reservation) names its own address, so
+     "reload" asks for that page instead of sending the form a second time. */
+  function reloadPage() {
+    var named = document.querySelector("[data-page-url]");
+    var url = named ? named.getAttribute("data-page-url") : "";
+    if (url && url !== window.location.pathname) {
+      window.location.assign(url);
+    } else {
+      window.location.reload();
+    }
   }
 
   function makeElement(tag, className, text) {
@@ -120,7 +132,19 @@
     element.appendChild(clock);
     element.appendChild(when);
 
+    // A countdown to an end (a hold's expiry) says so when it reaches zero; reloading would change nothing.
+    var doneMessage = element.getAttribute("data-countdown-done");
+
     function finish() {
+      if (doneMessage) {
+        clock.textContent = doneMessage;
+        clock.className = "countdown__clock countdown__clock--done";
+        clock.setAttribute("role", "status");
+        Array.prototype.forEach.call(document.querySelectorAll("[data-hide-after-countdown]"), function (part) {
+          part.hidden = true;
+        });
+        return;
+      }
       clock.textContent = "On sale now. Opening the shop\u2026";
       clock.className = "countdown__clock countdown__clock--done";
       var key = "release-countdown:" + window.location.pathname + ":" + target;
@@ -213,7 +237,7 @@
       // A new status changes the page itself (the reserve form appears or goes): fetch it afresh.
       if (shownStatus && status !== shownStatus) {
         stopped = true;
-        window.location.reload();
+        reloadPage();
       }
     }
 
@@ -255,8 +279,26 @@
     schedule();
   }
 
+  /* --- (d) One reservation per click ------------------------------------------------------------------------ */
+
+  // A double click would send two reservations, and the first hold would keep its numbers from everyone
+  // until it expires. Coming back to the page (the back button) makes the form usable again.
+  function submitOnce(form) {
+    var sent = false;
+    form.addEventListener("submit", function (event) {
+      if (sent) {
+        event.preventDefault();
+      }
+      sent = true;
+    });
+    window.addEventListener("pageshow", function () {
+      sent = false;
+    });
+  }
+
   function start() {
     localiseTimes();
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-submit-once]"), submitOnce);
     Array.prototype.forEach.call(document.querySelectorAll("[data-countdown]"), startCountdown);
     Array.prototype.forEach.call(document.querySelectorAll("[data-release-stock]"), watchStock);
   }

@@ -12,7 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storefront.domain.inventory import is_reclaimable
-from storefront.models import Hold, HoldStatus, Order, OrderStatus, Release, Unit, UnitStatus
+from storefront.models import Hold, HoldStatus, Order, OrderStatus, Refund, RefundStatus, Release, Unit, UnitStatus
 
 
 def audit(session: Session, now: datetime) -> list[str]:
@@ -97,6 +97,12 @@ def holds_and_units_agree(session: Session, _now: datetime) -> list[str]:
         .where(Unit.status == UnitStatus.SOLD, Hold.status == HoldStatus.ACTIVE)
     ).all()
     problems += [f"release {r}: No. {n} is sold but still in live hold {h}" for r, n, h in live_hold_sold]
+    other_release = session.execute(
+        select(Unit.release_id, Unit.number, Hold.id)
+        .join(Hold, Hold.id == Unit.hold_id)
+        .where(Hold.release_id != Unit.release_id)
+    ).all()
+    problems += [f"release {r}: No. {n} is in hold {h} of another release" for r, n, h in other_release]
     held_units = aliased(Unit)
     wrong_count = session.execute(
         select(Hold.id, Hold.quantity, func.count(held_units.id))
@@ -138,6 +144,51 @@ def buyers_within_limit(session: Session, now: datetime) -> list[str]:
     return [f"release {slug}: {email} has {t}, above the limit of {limit}" for slug, email, t, limit in rows]
 
 
+def paid_orders_match_their_payment(session: Session, _now: datetime) -> list[str]:
+    rows = session.execute(
+        select(
+            Order.reference, Order.amount_total, Order.quantity, Release.price_amount, Order.currency, Release.currency
+        )
+        .join(Release, Release.id == Order.release_id)
+        .where(
+            Order.status == OrderStatus.PAID,
+            or_(Order.amount_total != Order.quantity * Release.price_amount, Order.currency != Release.currency),
+        )
+    ).all()
+    return [
+        f"order {ref}: paid {amount} {currency} for {q} units at {price} {release_currency}"
+        for ref, amount, q, price, currency, release_currency in rows
+    ]
+
+
+def every_paid_session_has_an_order(session: Session, _now: datetime) -> list[str]:
+    """A hold the gateway reported paid must have become an order (with units, or with a refund)."""
+    rows = session.execute(
+        select(Hold.id, Hold.payment_session_id)
+        .outerjoin(Order, Order.checkout_session_id == Hold.payment_session_id)
+        .where(Hold.payment_status == "paid", Hold.payment_session_id.is_not(None), Order.id.is_(None))
+    ).all()
+    return [f"hold {h}: session {sid} was paid but has no order" for h, sid in rows]
+
+
+def refunds_are_on_their_way(session: Session, _now: datetime) -> list[str]:
+    """An order being refunded has a refund in flight; a refund the gateway refused for good needs a person."""
+    problems = []
+    without_refund = session.execute(
+        select(Order.reference)
+        .outerjoin(Refund, Refund.order_id == Order.id)
+        .where(Order.status == OrderStatus.REFUNDING, Refund.id.is_(None))
+    ).all()
+    problems += [f"order {ref}: marked refunding but no refund is recorded" for (ref,) in without_refund]
+    failed = session.execute(
+        select(Order.reference, Refund.last_error)
+        .join(Refund, Refund.order_id == Order.id)
+        .where(Refund.status == RefundStatus.FAILED, Order.status != OrderStatus.REFUNDED)
+    ).all()
+    problems += [f"order {ref}: refund failed for good ({error}); refund it by hand" for ref, error in failed]
+    return problems
+
+
 CHECKS = [
     numbers_unique_within_release,
     numbers_within_run,
@@ -147,4 +198,7 @@ CHECKS = [
     holds_and_units_agree,
     release_not_oversold,
     buyers_within_limit,
+    paid_orders_match_their_payment,
+    every_paid_session_has_an_order,
+    refunds_are_on_their_way,
 ]

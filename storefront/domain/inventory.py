@@ -87,8 +87,13 @@ def normalise_email(email: str) -> str:
 
 
 def is_reclaimable(now: datetime):
-    """SQL condition: this hold has passed its time and its units may be given to someone else."""
-    return and_(HOLD_IS_ACTIVE, Hold.expires_at <= now)
+    """SQL condition: this hold has passed its time and its units may be given to someone else.
+
+    A hold with a payment session is never reclaimed here: the buyer may still be paying on the gateway's page
+    (Stripe keeps a session open 30 minutes at least). The sweeper expires that session first and then releases
+    the hold, or turns it into an order if the payment went through.
+    """
+    return and_(HOLD_IS_ACTIVE, Hold.expires_at <= now, Hold.payment_session_id.is_(None))
 
 
 def claim(
@@ -112,6 +117,8 @@ def claim(
     check_claim_request(release, quantity, number, now)
 
     lock_buyer(session, release.id, buyer.key)
+    # The buyer's own timed-out holds end first, so they can neither count twice nor be paid for later.
+    reclaim_expired_holds(session, release.id, now, buyer_key=buyer.key)
     remaining = release.per_customer_limit - units_owned(session, release.id, buyer.key, now)
     if quantity > remaining:
         if remaining <= 0:
@@ -176,13 +183,13 @@ def lock_buyer(session: Session, release_id: int, buyer_key: str) -> None:
 
 
 def units_owned(session: Session, release_id: int, buyer_key: str, now: datetime) -> int:
-    """Units the buyer holds (live holds) or has bought (paid orders) in this release."""
+    """Units the buyer holds (holds not yet reclaimable) or has bought (paid orders) in this release."""
     held = session.scalar(
         select(func.coalesce(func.sum(Hold.quantity), 0)).where(
             Hold.release_id == release_id,
             Hold.buyer_email == buyer_key,
             Hold.status == HoldStatus.ACTIVE,
-            Hold.expires_at > now,
+            ~is_reclaimable(now),
         )
     )
     bought = session.scalar(
@@ -195,16 +202,19 @@ def units_owned(session: Session, release_id: int, buyer_key: str, now: datetime
     return int(held) + int(bought)
 
 
-def reclaim_expired_holds(session: Session, release_id: int, now: datetime) -> int:
-    """Release this release's timed-out holds (skipping any another transaction is busy with)."""
-    expired = (
-        select(Hold.id)
-        .where(Hold.release_id == release_id, is_reclaimable(now))
-        .order_by(Hold.expires_at)
-        .limit(RECLAIM_BATCH)
-        .with_for_update(skip_locked=True)
-    )
-    hold_ids = list(session.scalars(expired))
+def reclaim_expired_holds(session: Session, release_id: int, now: datetime, buyer_key: str | None = None) -> int:
+    """Release this release's timed-out holds (only one buyer's, when `buyer_key` is given).
+
+    It waits for a hold another transaction has locked rather than skipping it: a skipped hold would make this
+    claim answer "sold out" while units are coming back. Locks are taken in id order, so two claims reclaiming
+    the same holds queue instead of deadlocking.
+    """
+    expired = select(Hold.id).where(Hold.release_id == release_id, is_reclaimable(now))
+    if buyer_key is not None:
+        expired = expired.where(Hold.buyer_email == buyer_key)
+    else:
+        expired = expired.limit(RECLAIM_BATCH)
+    hold_ids = list(session.scalars(expired.order_by(Hold.id).with_for_update()))
     if hold_ids:
         free_units_of(session, hold_ids)
         end_holds(session, hold_ids, now, "expired")

@@ -1,28 +1,113 @@
-from flask import abort, current_app, render_template
+"""The public shop: home and release pages, reserving numbered units, and the hold that keeps them."""
+
+from datetime import datetime, timedelta
+
+from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import session as cookie_session
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from storefront import clock
+from storefront import clock, payment_flows
+from storefront.domain.errors import DomainError
+from storefront.domain.inventory import (
+    Buyer,
+    HoldNotActive,
+    LimitReached,
+    NotOnSale,
+    NumberTaken,
+    SoldOut,
+    claim,
+    held_numbers,
+    release_hold,
+)
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
-from storefront.models import Batch, Release, ReleaseStatus
+from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
 from storefront.shop import bp
+from storefront.payment_flows import CheckoutUnavailable
+from storefront.shop.forms import ReserveForm
 
 RECENTLY_SOLD_OUT_SHOWN = 6
+# Where the browser session keeps the last email a buyer reserved with, to fill in the form next time.
+BUYER_EMAIL_KEY = "buyer_email"
 
 
-def get_release_or_404(slug: str) -> Release:
-    release = db.session.scalar(
-        select(Release)
-        .where(Release.slug == slug)
-        .options(
+def get_release_or_404(slug: str, *, with_batch: bool = True) -> Release:
+    query = select(Release).where(Release.slug == slug)
+    if with_batch:
+        query = query.options(
             selectinload(Release.batch).selectinload(Batch.images),
             selectinload(Release.batch).selectinload(Batch.product),
         )
-    )
+    release = db.session.scalar(query)
     if release is None:
         abort(404, description="There is no release at this address. It may have been renamed or removed.")
     return release
+
+
+def get_hold_or_404(token: str) -> Hold:
+    hold = db.session.scalar(
+        select(Hold)
+        .where(Hold.token == token)
+        .options(selectinload(Hold.release).selectinload(Release.batch).selectinload(Batch.product))
+    )
+    if hold is None:
+        abort(404, description="There is no hold at this address. Check the link, or reserve again.")
+    return hold
+
+
+def reserve_form_for(release: Release, **kwargs) -> ReserveForm:
+    return ReserveForm(
+        limit=release.per_customer_limit,
+        total_units=release.total_units,
+        allow_number_choice=release.allow_number_choice,
+        **kwargs,
+    )
+
+
+def render_release_page(release: Release, form: ReserveForm, status: int = 200):
+    now = clock.now()
+    (view,) = describe_releases(db.session, [release], now)
+    page = render_template(
+        "shop/show_release.html",
+        view=view,
+        release=release,
+        batch=release.batch,
+        form=form,
+        hold_minutes=current_app.config["HOLD_MINUTES"],
+        now=now,
+        refresh_seconds=current_app.config["STOCK_REFRESH_SECONDS"],
+    )
+    return page, status
+
+
+def describe_refusal(refusal: DomainError, release: Release, now: datetime) -> tuple[str, int]:
+    """Name the outcome the refusal page explains, and the HTTP status that goes with it."""
+    match refusal:
+        case NotOnSale() if now < release.on_sale_at:
+            return "not_on_sale_yet", 409
+        case NotOnSale():
+            return "closed", 409
+        case SoldOut(available=available) if available > 0:
+            return "only_some_left", 409
+        case SoldOut() | NumberTaken(next_free=None):
+            return "sold_out", 409
+        case NumberTaken():
+            return "number_taken", 409
+        case LimitReached():
+            return "limit_reached", 409
+        case _:
+            return "invalid", 400
+
+
+def hold_state(hold: Hold, now: datetime) -> str:
+    """Say what the buyer's hold is now: active, expired (time is up), ended (released) or paid."""
+    if hold.status == HoldStatus.CONVERTED:
+        return "paid"
+    if hold.status == HoldStatus.RELEASED:
+        return "ended"
+    return "active" if now < hold.expires_at else "expired"
 
 
 @bp.get("/")
@@ -48,15 +133,105 @@ def show_home():
 
 @bp.get("/releases/<slug>")
 def show_release(slug: str):
-    """Show one release: price, how many are left, a countdown while it is upcoming."""
+    """Show one release: price, how many are left, a countdown while it is upcoming, the reserve form."""
     release = get_release_or_404(slug)
+    form = reserve_form_for(release, email=cookie_session.get(BUYER_EMAIL_KEY))
+    return render_release_page(release, form)
+
+
+@bp.post("/releases/<slug>/reserve")
+def reserve_release(slug: str):
+    """Hold units of a release for the buyer and send them to pay, or say plainly why not."""
+    # The claim needs only the release's id and rules: at 10:00 every query on this path counts. A page that
+    # explains a refusal loads the batch when it shows it.
+    release = get_release_or_404(slug, with_batch=False)
+    form = reserve_form_for(release)
+    if not form.validate_on_submit():
+        return render_release_page(release, form, status=400)
+    if cookie_session.get(BUYER_EMAIL_KEY) != form.email.data:
+        cookie_session[BUYER_EMAIL_KEY] = form.email.data
+
+    release_id, now = release.id, clock.now()
+    db.session.commit()  # end the read: on SQLite the claim must begin its own transaction, with the write lock
+    try:
+        hold = claim(
+            db.session,
+            release_id,
+            form.quantity.data,
+            Buyer(form.email.data),
+            now,
+            hold_for=timedelta(minutes=current_app.config["HOLD_MINUTES"]),
+            number=form.number.data,
+        )
+    except DomainError as refusal:
+        db.session.rollback()
+        outcome, status = describe_refusal(refusal, release, now)
+        page = render_template(
+            "shop/reserve_release.html",
+            outcome=outcome,
+            refusal=refusal,
+            release=release,
+            batch=release.batch,
+            form=form,
+            now=now,
+        )
+        return page, status
+    hold_id = hold.id
+    db.session.commit()  # the hold is ours before anything slow happens
+    try:
+        checkout_url = payment_flows.start_checkout(db.session, hold_id, now)
+    except CheckoutUnavailable:
+        page = render_template("shop/checkout_unavailable.html", release=release, batch=release.batch)
+        return page, 503
+    return redirect(checkout_url, code=303)
+
+
+@bp.get("/holds/<token>")
+def show_hold(token: str):
+    """Show the numbers a hold keeps for the buyer, until when, and how to let them go."""
+    hold = get_hold_or_404(token)
     now = clock.now()
-    (view,) = describe_releases(db.session, [release], now)
-    return render_template(
-        "shop/show_release.html",
-        view=view,
-        release=release,
-        batch=release.batch,
-        now=now,
-        refresh_seconds=current_app.config["STOCK_REFRESH_SECONDS"],
+    response = make_response(
+        render_template(
+            "shop/show_hold.html",
+            hold=hold,
+            state=hold_state(hold, now),
+            numbers=held_numbers(db.session, hold),
+            release=hold.release,
+            batch=hold.release.batch,
+            now=now,
+        )
     )
+    # One buyer's page: never kept by a shared cache, and always fresh when they come back to it.
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/holds/<token>/cancel")
+def cancel_hold(token: str):
+    """Let a hold go: its numbers go back on sale at once. Cancelling twice is harmless."""
+    hold = get_hold_or_404(token)
+    slug = hold.release.slug
+    db.session.commit()  # end the read: on SQLite releasing must begin its own transaction, with the write lock
+    try:
+        release_hold(db.session, hold, clock.now(), reason="cancelled")
+    except HoldNotActive as refusal:
+        db.session.rollback()
+        flash(refusal.message, "error")
+        return redirect(url_for("shop.show_hold", token=token), code=303)
+    db.session.commit()
+    flash("Your hold is released; the numbers are back on sale.")
+    return redirect(url_for("shop.show_release", slug=slug), code=303)
+
+
+@bp.errorhandler(CSRFError)
+def explain_missing_form_token(error: CSRFError):
+    """Answer a shop form that arrived without its security token with a way back, not a bare 400."""
+    arguments = request.view_args or {}
+    if "slug" in arguments:
+        back_url = url_for("shop.show_release", slug=arguments["slug"])
+    elif "token" in arguments:
+        back_url = url_for("shop.show_hold", token=arguments["token"])
+    else:
+        back_url = url_for("shop.show_home")
+    return render_template("shop/stale_form.html", back_url=back_url), 400
