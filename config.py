@@ -66,6 +66,8 @@ class Config:
     ENV_NAME = "base"
     TESTING = False
     SHOP_NAME = os.environ.get("SHOP_NAME", "Small Batch")
+    # The shop's public address, for links in mail sent by the worker (requests know their own address).
+    SHOP_URL = os.environ.get("SHOP_URL", "http://127.0.0.1:5000")
     SECRET_KEY = os.environ.get("SECRET_KEY")
 
     SQLALCHEMY_DATABASE_URI = normalise_database_url(os.environ.get("DATABASE_URL") or default_database_url())
@@ -84,10 +86,24 @@ class Config:
     STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
-    STRIPE_API_VERSION = os.environ.get("STRIPE_API_VERSION", "2025-09-30.clover")
+    # Pinned: a new SDK or account default must not change the shapes the shop reads.
+    STRIPE_API_VERSION = os.environ.get("STRIPE_API_VERSION", "2026-10-28.endive")
+    STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+    # Countries Checkout collects shipping addresses for (ISO 3166-1 alpha-2, comma separated).
+    SHIPPING_COUNTRIES = [
+        code.strip().upper()
+        for code in os.environ.get("SHIPPING_COUNTRIES", "IE,GB,FR,DE,NL,BE,LU,AT,ES,PT,IT,DK,SE,FI").split(",")
+        if code.strip()
+    ]
 
+    # The task queue (Huey): Redis when REDIS_URL is set, else a SQLite file beside the database.
     REDIS_URL = os.environ.get("REDIS_URL", "")
+    HUEY_SQLITE_PATH = os.environ.get("HUEY_SQLITE_PATH") or str(INSTANCE_DIR / "huey.db")
+    # Run tasks inline instead of queueing them (tests; a shop without a worker should not use it).
+    HUEY_IMMEDIATE = env_bool("HUEY_IMMEDIATE", False)
+    # smtp://user:password@host:port (smtps:// for TLS); empty writes each mail as a .eml file to MAIL_DIR.
     MAIL_URL = os.environ.get("MAIL_URL", "")
+    MAIL_DIR = os.environ.get("MAIL_DIR") or str(INSTANCE_DIR / "mail")
     MAIL_FROM = os.environ.get("MAIL_FROM", "Small Batch <shop@localhost>")
 
     WTF_CSRF_TIME_LIMIT = None  # a buyer who leaves the release page open until 10:00 must still be able to post
@@ -106,7 +122,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     PREFERRED_URL_SCHEME = "https"
-    REQUIRED = ("SECRET_KEY",)
+    REQUIRED = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
 
 
 class TestConfig(Config):

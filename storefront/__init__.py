@@ -76,14 +76,18 @@ def check_required_settings(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from storefront.api import bp as api_bp
+    from storefront.checkout import bp as checkout_bp
     from storefront.media import bp as media_bp
     from storefront.shop import bp as shop_bp
     from storefront.story import bp as story_bp
+    from storefront.webhooks import bp as webhooks_bp
 
     app.register_blueprint(shop_bp)
     app.register_blueprint(story_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(checkout_bp)
+    app.register_blueprint(webhooks_bp)
 
 
 def register_error_pages(app: Flask) -> None:
@@ -119,4 +123,18 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def shop_globals() -> dict[str, Any]:
-        return {"shop_name": app.config["SHOP_NAME"]}
+        backend = payment_backend(app)
+        return {
+            "shop_name": app.config["SHOP_NAME"],
+            "payment_backend": backend,
+            "test_payments": backend != "stripe-live",
+        }
+
+
+def payment_backend(app: Flask) -> str:
+    """Where payments go: "simulator" (STRIPE_API_BASE set), "stripe-test" (sk_test_ key) or "stripe-live"."""
+    if app.config["STRIPE_API_BASE"]:
+        return "simulator"
+    if app.config["STRIPE_SECRET_KEY"].startswith("sk_live_") or app.config["STRIPE_SECRET_KEY"].startswith("rk_live_"):
+        return "stripe-live"
+    return "stripe-test"

@@ -16,12 +16,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import requests
 import sqlalchemy as sa
+from flask import has_app_context
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from config import TestConfig, normalise_database_url
-from storefront import create_app
-from storefront.extensions import db
+# Tasks run inline in tests (Huey's immediate mode); the worker process itself has a test of its own.
+os.environ.setdefault("HUEY_IMMEDIATE", "1")
+
+from config import TestConfig, normalise_database_url  # noqa: E402
+from storefront import create_app  # noqa: E402
+from storefront.extensions import db  # noqa: E402
+from storefront.stripe_sim import SimulatorServer  # noqa: E402
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -111,6 +118,25 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
 
 
+WEBHOOK_SECRET = "whsec_test_secret_for_the_suite"
+STRIPE_TEST_KEY = "sk_test_suite"
+
+
+@pytest.fixture(scope="session")
+def stripe_sim_server() -> Iterator[SimulatorServer]:
+    """The project's Stripe simulator on 127.0.0.1, shared by the run and reset before each test."""
+    server = SimulatorServer(webhook_secret=WEBHOOK_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_sim(stripe_sim_server: SimulatorServer) -> SimulatorServer:
+    """A clean simulator: no sessions, events, faults or webhook settings from earlier tests."""
+    requests.post(f"{stripe_sim_server.url}/_sim/reset", timeout=5).raise_for_status()
+    return stripe_sim_server
+
+
 @pytest.fixture
 def app_overrides() -> dict:
     """Extra settings for the `app` fixture; override in a module to change them."""
@@ -118,15 +144,20 @@ def app_overrides() -> dict:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, clock: FrozenClock, app_overrides: dict):
-    """The shop on a clean database whose schema comes from the models."""
-    application = create_app(
-        TestConfig,
-        SQLALCHEMY_DATABASE_URI=database_url,
-        UPLOAD_FOLDER=str(tmp_path / "uploads"),
-        CLOCK=clock,
+def app(database_url: str, tmp_path: Path, clock: FrozenClock, app_overrides: dict, stripe_sim: SimulatorServer):
+    """The shop on a clean database whose schema comes from the models, paying through the simulator."""
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+        "MAIL_DIR": str(tmp_path / "mail"),
+        "CLOCK": clock,
+        "STRIPE_SECRET_KEY": STRIPE_TEST_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": stripe_sim.url,
+        "STRIPE_TIMEOUT_SECONDS": 2,
         **app_overrides,
-    )
+    }
+    application = create_app(TestConfig, **settings)
     with application.app_context():
         db.create_all()
     yield application
@@ -143,8 +174,26 @@ def session(app):
         db.session.rollback()
 
 
+class ShopClient(FlaskClient):
+    """A test client whose requests start their own transaction, as a real request would.
+
+    Flask reuses the test's app context (and so its database session) for requests made inside it; without this,
+    a transaction the test left open would leak into the request and the request's writes would be invisible to
+    the test's stale snapshot on SQLite.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            db.session.commit()
+        response = super().open(*args, **kwargs)
+        if has_app_context():
+            db.session.commit()
+        return response
+
+
 @pytest.fixture
 def client(app):
+    app.test_client_class = ShopClient
     return app.test_client()
 
 

@@ -6,18 +6,26 @@ import config
 from storefront import create_app
 
 
-def test_production_refuses_to_start_without_a_secret_key(tmp_path):
-    class Production(config.ProductionConfig):
-        SECRET_KEY = None
-        SQLALCHEMY_DATABASE_URI = f"sqlite:///{tmp_path / 'p.db'}"
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+def test_production_refuses_to_start_without_its_secrets(tmp_path, missing):
+    settings = {
+        "SECRET_KEY": "a-long-random-production-secret",
+        "STRIPE_SECRET_KEY": "sk_live_example",
+        "STRIPE_WEBHOOK_SECRET": "whsec_example",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
+        missing: "",
+    }
+    production = type("Production", (config.ProductionConfig,), settings)
 
-    with pytest.raises(RuntimeError, match="SECRET_KEY"):
-        create_app(Production)
+    with pytest.raises(RuntimeError, match=missing):
+        create_app(production)
 
 
 def test_production_starts_with_its_secrets(tmp_path):
     class Production(config.ProductionConfig):
         SECRET_KEY = "a-long-random-production-secret"
+        STRIPE_SECRET_KEY = "sk_live_example"
+        STRIPE_WEBHOOK_SECRET = "whsec_example"
         SQLALCHEMY_DATABASE_URI = f"sqlite:///{tmp_path / 'p.db'}"
 
     assert create_app(Production).config["SESSION_COOKIE_SECURE"] is True

@@ -11,7 +11,8 @@ from storefront.models.catalog import (
     ReleaseStatus,
 )
 from storefront.models.inventory import Hold, HoldStatus, Unit, UnitStatus
-from storefront.models.orders import Order, OrderStatus
+from storefront.models.notifications import OutboxMessage
+from storefront.models.orders import Order, OrderStatus, PaymentEvent, Refund, RefundStatus
 
 __all__ = [
     "Base",
@@ -23,6 +24,10 @@ __all__ = [
     "InvalidValue",
     "Order",
     "OrderStatus",
+    "OutboxMessage",
+    "PaymentEvent",
+    "Refund",
+    "RefundStatus",
     "Product",
     "Release",
     "ReleaseStatus",

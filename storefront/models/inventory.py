@@ -68,6 +68,9 @@ class Hold(Base):
     # The payment session that pays for it (Stripe Checkout), and what the gateway last said of it.
     payment_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     payment_status: Mapped[str | None] = mapped_column(String(40))
+    payment_url: Mapped[str | None] = mapped_column(String(2000))
+    # A sweeper worker that is ending this hold with the gateway owns it until then; others skip it.
+    sweep_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     release: Mapped[Release] = relationship()
     units: Mapped[list[Unit]] = relationship(back_populates="hold", order_by="Unit.number")

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.clock import utcnow
@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
 class OrderStatus(StrEnum):
     PAID = "paid"
+    REFUNDING = "refunding"  # a refund is asked for and not yet confirmed by the gateway
     REFUNDED = "refunded"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the gateway refused for good; a person must look at it
 
 
 def new_order_reference() -> str:
@@ -36,6 +43,7 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("amount_total >= 0", name="amount_not_negative"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("status IN ('paid', 'refunding', 'refunded')", name="status_known"),
         Index("ix_order_buyer", "release_id", "email"),
     )
 
@@ -50,6 +58,49 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PAID)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The payment: one order per Checkout Session, so a second delivery of "paid" cannot make a second order.
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    shipping_name: Mapped[str] = mapped_column(String(300), default="")
+    shipping_address: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Why the buyer did not get the numbers they held, when that happened (late payment after expiry).
+    note: Mapped[str] = mapped_column(Text, default="")
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     release: Mapped[Release] = relationship()
     units: Mapped[list[Unit]] = relationship(back_populates="order", order_by="Unit.number")
+    refunds: Mapped[list[Refund]] = relationship(back_populates="order", order_by="Refund.id")
+
+
+class Refund(Base):
+    """Money going back to a buyer; recorded first, then sent to the gateway (and retried) by the worker."""
+
+    __tablename__ = "refund"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PENDING)
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="refunds")
+
+
+class PaymentEvent(Base):
+    """A gateway webhook event, recorded once in the same transaction as its effect."""
+
+    __tablename__ = "payment_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's evt_... id
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

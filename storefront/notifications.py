@@ -1,0 +1,138 @@
+"""Mail through an outbox: queued inside the deciding transaction, sent by the worker after commit.
+
+A rolled-back request never mails anyone, and a mail server that is down delays mail instead of losing it.
+`MAIL_URL` picks the transport: `smtp://host:port` (or `smtps://`, with optional user:password), or, when empty,
+one `.eml` file per message in `MAIL_DIR` so a new user can read what the shop sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from flask import current_app, has_request_context, render_template
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from storefront.database import begin_write_transaction
+from storefront.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+SEND_BATCH = 50
+LEASE = timedelta(minutes=5)
+
+
+def queue_mail(session: Session, recipient: str, template: str, **context) -> OutboxMessage:
+    """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending."""
+    if has_request_context():
+        rendered = render_template(f"mail/{template}.txt", **context)
+    else:
+        # The worker has no request to build links from; SHOP_URL says where the shop lives.
+        with current_app.test_request_context(base_url=current_app.config["SHOP_URL"]):
+            rendered = render_template(f"mail/{template}.txt", **context)
+    first_line, _, body = rendered.partition("\n")
+    if not first_line.startswith("Subject: "):
+        raise ValueError(f"mail/{template}.txt must start with a 'Subject: ' line")
+    message = OutboxMessage(recipient=recipient, subject=first_line[len("Subject: ") :].strip(), body=body.lstrip())
+    session.add(message)
+    session.flush()
+    return message
+
+
+def build_email(message: OutboxMessage, sender: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = formatdate(localtime=False, usegmt=True)
+    email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
+    email.set_content(message.body)
+    return email
+
+
+class Mailer:
+    """Sends one EmailMessage over SMTP, or writes it to a folder."""
+
+    def __init__(self, mail_url: str, mail_dir: str, timeout: float = 15) -> None:
+        self.mail_url = mail_url
+        self.mail_dir = Path(mail_dir)
+        self.timeout = timeout
+
+    def send(self, email: EmailMessage, name: str) -> None:
+        if not self.mail_url:
+            self.mail_dir.mkdir(parents=True, exist_ok=True)
+            (self.mail_dir / f"{name}.eml").write_bytes(bytes(email))
+            return
+        url = urlsplit(self.mail_url)
+        if url.scheme not in {"smtp", "smtps"}:
+            raise ValueError(f"MAIL_URL must start with smtp:// or smtps://, got {url.scheme}://")
+        smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+        with smtp_class(url.hostname or "localhost", url.port or 25, timeout=self.timeout) as smtp:
+            if url.username:
+                smtp.login(unquote(url.username), unquote(url.password or ""))
+            smtp.send_message(email)
+
+
+def send_pending(session: Session, mailer: Mailer, sender: str, now: datetime) -> int:
+    """Send queued messages; returns how many went out.
+
+    Each message is leased in a short transaction, sent with no transaction open (SMTP can be slow, and on SQLite
+    an open write transaction would stop the shop), then marked sent. Two workers never take the same message.
+    """
+    sent = 0
+    while sent < SEND_BATCH:
+        message_id = lease_next_message(session, now)
+        if message_id is None:
+            break
+        message = session.get(OutboxMessage, message_id)
+        email = build_email(message, sender)
+        session.commit()
+        try:
+            mailer.send(email, name=f"{now:%Y%m%dT%H%M%S}-{message_id}")
+            error = None
+        except (OSError, smtplib.SMTPException) as failure:
+            log.warning("Could not send mail %s: %s", message_id, failure)
+            error = str(failure)
+        begin_write_transaction(session)
+        message = session.get(OutboxMessage, message_id)
+        message.attempts += 1
+        message.lease_until = None
+        if error is None:
+            message.sent_at = now
+            sent += 1
+        else:
+            message.last_error = error
+            # Back off: the next run tries again after a minute per failed attempt.
+            message.lease_until = now + timedelta(minutes=message.attempts)
+        session.commit()
+        if error is not None:
+            break
+    return sent
+
+
+def lease_next_message(session: Session, now: datetime) -> int | None:
+    begin_write_transaction(session)
+    message = session.scalar(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.attempts < MAX_ATTEMPTS,
+            or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now),
+        )
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if message is None:
+        session.commit()
+        return None
+    message.lease_until = now + LEASE
+    session.commit()
+    return message.id
