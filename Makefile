@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 export FLASK_APP := wsgi
 
-.PHONY: run test lint format serve db demo bench clean
+.PHONY: run test lint format worker db demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,12 @@ demo: db
 	$(BIN)/flask storefront seed-demo
 
 ## make run: set up .venv, the database and the demo data, then serve the shop on http://$(HOST):$(PORT)
+## with a task worker beside it, and the Stripe simulator when no STRIPE_SECRET_KEY is set.
 run: demo
-	@echo "Serving Small Batch on http://$(HOST):$(PORT)  (Ctrl-C to stop)"
-	$(BIN)/flask run --host $(HOST) --port $(PORT)
+	$(BIN)/flask storefront dev --host $(HOST) --port $(PORT)
+
+worker: $(VENV)/.installed-run
+	$(BIN)/flask storefront worker
 
 ## make test: set up .venv with the dev extras, lint, and run every test
 test: $(VENV)/.installed-dev

@@ -24,6 +24,10 @@ def simulator_webhook_secret() -> str:
     return path.read_text().strip()
 
 
+def stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev(host: str, port: int, sim_port: int) -> int:
     flask = str(Path(sys.executable).with_name("flask"))
     env = dict(os.environ)
@@ -60,6 +64,8 @@ def run_dev(host: str, port: int, sim_port: int) -> int:
     commands.append(("worker", [flask, "--app", "wsgi", "storefront", "worker"]))
     commands.append(("web", [flask, "--app", "wsgi", "run", "--host", host, "--port", str(port)]))
 
+    # Stopped by a service manager or `timeout` (SIGTERM) as by Ctrl-C: the children go down with us.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     processes = [(name, subprocess.Popen(command, env=env)) for name, command in commands]
     print(f"Small Batch is on http://{host}:{port}  (Ctrl-C stops the shop, the worker and the simulator)")
     try:

@@ -15,7 +15,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app, has_request_context, render_template
+from flask import current_app, render_template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -31,12 +31,10 @@ LEASE = timedelta(minutes=5)
 
 def queue_mail(session: Session, recipient: str, template: str, **context) -> OutboxMessage:
     """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending."""
-    if has_request_context():
+    # Links in mail always start from SHOP_URL, the shop's public address: mail is often queued by the worker (no
+    # request) or by Stripe's webhook, whose Host is wherever the event was sent (`stripe listen`, a proxy).
+    with current_app.test_request_context(base_url=current_app.config["SHOP_URL"]):
         rendered = render_template(f"mail/{template}.txt", **context)
-    else:
-        # The worker has no request to build links from; SHOP_URL says where the shop lives.
-        with current_app.test_request_context(base_url=current_app.config["SHOP_URL"]):
-            rendered = render_template(f"mail/{template}.txt", **context)
     first_line, _, body = rendered.partition("\n")
     if not first_line.startswith("Subject: "):
         raise ValueError(f"mail/{template}.txt must start with a 'Subject: ' line")

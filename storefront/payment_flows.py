@@ -53,6 +53,12 @@ def start_checkout(session: Session, hold_id: int, now: datetime) -> str:
     The hold is committed before this is called and no transaction is open during the gateway call.
     """
     hold = session.get(Hold, hold_id)
+    if hold.payment_session_id and hold.payment_url:
+        # Opened already (a retried request): the same session again, never a second one. Stripe's idempotency key
+        # alone cannot promise that, since a later retry sends a later `expires_at` and Stripe refuses the key.
+        url = hold.payment_url
+        session.commit()
+        return url
     release = hold.release
     numbers = held_numbers(session, hold)
     items = [LineItem(name=line_item_name(release, number), unit_amount=release.price_amount) for number in numbers]
@@ -148,21 +154,25 @@ def release_for_cancel(session: Session, hold: Hold, now: datetime) -> Hold:
     session_id = hold.payment_session_id
     hold_id = hold.id
     session.commit()
+    session_expired = False
     if session_id:
         try:
             gateway().expire_session(session_id)
-        except SessionNotOpen:
-            checkout = gateway().retrieve_session(session_id)
-            if checkout.is_paid:
-                complete_checkout(session, checkout, now)
+            session_expired = True
+        except SessionNotOpen as not_open:
+            if not_open.session.is_paid:
+                complete_checkout(session, not_open.session, now)
                 return session.get(Hold, hold_id)
+            session_expired = not_open.session.status == "expired"
         except PaymentError as error:
             # Released anyway: if the buyer still pays, the late payment gets other numbers or a refund.
             log.warning("Could not expire session %s on cancel: %s", session_id, error)
+    begin_write_transaction(session)  # before the read: on SQLite a read transaction cannot become a write
     hold = session.get(Hold, hold_id)
     if hold.status == HoldStatus.ACTIVE:
         hold = release_hold(session, hold, now, reason="cancelled")
-        hold.payment_status = "expired" if session_id else hold.payment_status
+        if session_expired:
+            hold.payment_status = "expired"
     session.commit()
     return hold
 
@@ -231,13 +241,14 @@ def end_hold_with_gateway(session: Session, hold_id: int, session_id: str | None
     if session_id:
         try:
             checkout = gateway().expire_session(session_id)
-        except SessionNotOpen:
-            checkout = gateway().retrieve_session(session_id)
+        except SessionNotOpen as not_open:
+            checkout = not_open.session
         if checkout.is_paid:
             complete_checkout(session, checkout, now)
             return "fulfilled"
         if checkout.status == "open":
             raise PaymentError(f"Session {session_id} is still open after expiring it")
+    begin_write_transaction(session)  # before the read: on SQLite a read transaction cannot become a write
     hold = session.get(Hold, hold_id)
     released = release_hold(session, hold, now, reason="expired")
     released.payment_status = "expired" if session_id else released.payment_status

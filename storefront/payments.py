@@ -30,6 +30,10 @@ class PaymentError(Exception):
 class SessionNotOpen(PaymentError):
     """The Checkout Session could not be expired because it is no longer open (paid, or expired already)."""
 
+    def __init__(self, message: str, session: CheckoutSession) -> None:
+        super().__init__(message, retryable=False)
+        self.session = session
+
 
 class SignatureError(Exception):
     """A webhook's signature is missing, wrong, or too old."""
@@ -191,7 +195,7 @@ class Gateway:
             # Stripe refuses to expire a session that is not open; find out what it is instead.
             current = self.retrieve_session(session_id)
             if current.status != "open":
-                raise SessionNotOpen(f"Checkout Session {session_id} is {current.status}") from error
+                raise SessionNotOpen(f"Checkout Session {session_id} is {current.status}", current) from error
             raise PaymentError(f"Stripe refused to expire {session_id}: {error.user_message}") from error
         except stripe.StripeError as error:
             raise self.translate("expire a checkout session", error) from error

@@ -21,6 +21,9 @@ def show_success():
         abort(404, description="We could not find this checkout. If you paid, your confirmation email has the order.")
     order = find_order(session_id)
     if order is None:
+        # End the read first: nothing stays open while we wait on the network, and on SQLite fulfilment must begin
+        # its own (write) transaction.
+        db.session.commit()
         try:
             checkout = gateway().retrieve_session(session_id)
         except PaymentError as error:

@@ -24,8 +24,8 @@ from storefront.domain.inventory import (
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
-from storefront.shop import bp
 from storefront.payment_flows import CheckoutUnavailable
+from storefront.shop import bp
 from storefront.shop.forms import ReserveForm
 
 RECENTLY_SOLD_OUT_SHOWN = 6

@@ -1,6 +1,7 @@
 import logging
 
 from flask import jsonify, request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from storefront import clock, payment_flows
@@ -61,7 +62,7 @@ def on_session_completed(data_object: dict) -> None:
 
 
 def on_session_expired(data_object: dict) -> None:
-    hold = db.session.query(Hold).filter_by(payment_session_id=data_object.get("id")).one_or_none()
+    hold = db.session.scalar(select(Hold).where(Hold.payment_session_id == data_object.get("id")))
     if hold is not None and hold.status == HoldStatus.ACTIVE:
         hold = release_hold(db.session, hold, clock.now(), reason="expired")
         hold.payment_status = "expired"

@@ -156,9 +156,7 @@ def test_a_drop_through_gunicorn_sells_every_unit_once(drop, tmp_path, stripe_si
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as connection:
-            holds = connection.execute(
-                sa.select(Hold.id, Hold.payment_session_id, Hold.quantity, Hold.status)
-            ).all()
+            holds = connection.execute(sa.select(Hold.id, Hold.payment_session_id, Hold.quantity, Hold.status)).all()
             units = connection.execute(sa.select(Unit.number, Unit.status, Unit.hold_id)).all()
     finally:
         engine.dispose()

@@ -1,0 +1,337 @@
+"""Reserve → Stripe Checkout → success or cancel, through the real form and the real SDK talking to the simulator.
+
+Nothing here patches the SDK or the gateway: faults are injected in the simulator over HTTP (`/_sim/faults`), and
+the test reads what Stripe holds with its own `StripeClient`, as a person would look in Stripe's dashboard.
+"""
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import stripe
+from sqlalchemy import func, select
+
+from storefront import payment_flows
+from storefront.domain.audit import audit
+from storefront.extensions import db
+from storefront.models import Hold, Order, OutboxMessage, PaymentEvent, UnitStatus
+from tests.conftest import STRIPE_TEST_KEY
+from tests.factories import make_batch, make_release
+from tests.payments import event_for, hold_webhooks, hold_with_checkout, numbers_with_status, pay, post_event, sim_post
+from tests.web.shop.test_reserve import EMAIL, release_page_token, reserve
+
+ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+SESSION_URL = re.compile(r"/pay/(cs_test_\w+)$")
+
+
+@pytest.fixture
+def release(app, session, clock, stripe_sim):
+    """Batch B-2026-07 of Rye, a run of 240 on sale since a minute ago."""
+    clock.set(ON_SALE + timedelta(minutes=1))
+    batch = make_batch(session)
+    batch.code = "B-2026-07"
+    batch.product.name = "Rye"
+    release = make_release(session, batch=batch, units=240, on_sale_at=ON_SALE, limit=3)
+    session.commit()
+    return release
+
+
+@pytest.fixture
+def stripe_client(stripe_sim) -> stripe.StripeClient:
+    """The test's own view of the simulator's Stripe account, through the official SDK."""
+    return stripe.StripeClient(STRIPE_TEST_KEY, base_addresses={"api": stripe_sim.url})
+
+
+def reserve_and_follow(client, release, **fields):
+    """Reserve through the release page's form; return the response and the Checkout Session id it points at."""
+    response = reserve(client, release, release_page_token(client, release), **fields)
+    match = SESSION_URL.search(response.headers.get("Location", ""))
+    return response, match.group(1) if match else None
+
+
+def hold_for_session(session, session_id: str) -> Hold:
+    session.expire_all()
+    return session.scalar(select(Hold).where(Hold.payment_session_id == session_id))
+
+
+def count(session, model) -> int:
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def add_fault(sim, **spec) -> None:
+    sim_post(sim, "/_sim/faults", spec)
+
+
+def wait_for_sessions(stripe_client, expected: int, timeout: float = 5.0) -> list:
+    """The simulator's sessions once `expected` exist (a request the shop gave up on may still be running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = stripe_client.v1.checkout.sessions.list().data
+        if len(sessions) >= expected or time.monotonic() > deadline:
+            return sessions
+        time.sleep(0.1)
+
+
+# --- Reserve → pay ---------------------------------------------------------------------------------------------
+
+
+def test_reserving_opens_a_checkout_session_for_exactly_the_held_units(
+    app, session, client, stripe_sim, stripe_client, release
+):
+    response, session_id = reserve_and_follow(client, release, quantity="2")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{stripe_sim.url}/pay/{session_id}"
+    hold = hold_for_session(session, session_id)
+    checkout = stripe_client.v1.checkout.sessions.retrieve(session_id)
+    assert checkout.status == "open"
+    assert checkout.mode == "payment"
+    assert checkout.payment_method_types == ["card"]  # no delayed methods: a unit is never held for days
+    assert (checkout.amount_total, checkout.currency) == (2 * 8900, "eur")
+    assert checkout.metadata["hold_id"] == str(hold.id)
+    assert checkout.client_reference_id == f"hold-{hold.id}"
+    assert checkout.customer_email == EMAIL
+    # Stripe will not expire a session sooner than 30 minutes after it is created, on its own (real) clock.
+    assert checkout.expires_at >= int(time.time()) + 30 * 60
+    assert checkout.success_url == "http://localhost/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    assert checkout.cancel_url == f"http://localhost/checkout/cancel/{hold.token}"
+    assert checkout.shipping_address_collection.allowed_countries == app.config["SHIPPING_COUNTRIES"]
+    assert checkout.url == response.headers["Location"]
+
+    items = stripe_client.v1.checkout.sessions.line_items.list(session_id).data
+    assert [(item.description, item.quantity, item.amount_total) for item in items] == [
+        ("Batch B-2026-07 Rye — No. 1 of 240", 1, 8900),
+        ("Batch B-2026-07 Rye — No. 2 of 240", 1, 8900),
+    ]
+    assert (hold.status, hold.payment_status, hold.payment_url) == ("active", "unpaid", checkout.url)
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == [1, 2]
+
+
+def test_paying_on_the_hosted_page_brings_the_buyer_back_to_their_number(app, session, client, stripe_sim, release):
+    hold_webhooks(stripe_sim)  # only the success page can tell the shop
+    _response, session_id = reserve_and_follow(client, release, number="17")
+
+    paid = requests.post(
+        f"{stripe_sim.url}/pay/{session_id}",
+        data={
+            "action": "pay",
+            "email": EMAIL,
+            "name": "Ada L",
+            "line1": "1 Quay St",
+            "city": "Cork",
+            "postal_code": "T12",
+            "country": "IE",
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+
+    assert paid.status_code == 303
+    back = urlsplit(paid.headers["Location"])
+    assert (back.path, back.query) == ("/checkout/success", f"session_id={session_id}")
+    page = client.get(f"{back.path}?{back.query}")
+    assert page.status_code == 200
+    assert "No. 17 of 240 is yours" in page.get_data(as_text=True)
+
+
+def test_starting_checkout_twice_for_one_hold_opens_one_session(
+    app, session, stripe_sim, stripe_client, clock, release
+):
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+    # A retry comes a little later than the first try: make sure it does not fall in the same second.
+    first_second = int(time.time())
+    while int(time.time()) == first_second:
+        time.sleep(0.05)
+
+    with app.test_request_context(base_url="http://shop.test"):
+        db.session.commit()
+        again = payment_flows.start_checkout(db.session, hold.id, clock())
+
+    assert again == hold.payment_url
+    sessions = stripe_client.v1.checkout.sessions.list().data
+    assert [checkout.id for checkout in sessions] == [hold.payment_session_id]
+    assert hold_for_session(session, hold.payment_session_id).status == "active"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"status": 500}, id="stripe-500"),
+        # Longer than STRIPE_TIMEOUT_SECONDS (2): the shop gives up while Stripe is still working.
+        pytest.param({"delay_seconds": 3}, id="stripe-timeout"),
+    ],
+)
+def test_stripe_failing_to_open_checkout_puts_the_numbers_back_on_sale(
+    app, session, client, stripe_sim, stripe_client, release, fault
+):
+    add_fault(stripe_sim, method="POST", path="/v1/checkout/sessions", **fault)
+    token = release_page_token(client, release)
+
+    started = time.monotonic()
+    response = reserve(client, release, token, quantity="2")
+    waited = time.monotonic() - started
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert waited < 3  # the buyer hears back within the shop's timeout (2 s), not after Stripe's delay (3 s)
+    assert "We could not open the payment page" in page
+    assert "Nothing was charged" in page
+    assert "back on sale" in page
+    hold = session.scalar(select(Hold))
+    assert (hold.status, hold.end_reason, hold.payment_session_id) == ("released", "checkout_failed", None)
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == []
+    assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == list(range(1, 241))
+    if "delay_seconds" in fault:
+        # Stripe finished after the shop gave up: a session nobody was sent to, and the shop never adopted.
+        (late,) = wait_for_sessions(stripe_client, 1)
+        assert late.metadata["hold_id"] == str(hold.id)
+        assert hold_for_session(session, late.id) is None
+    else:
+        assert stripe_client.v1.checkout.sessions.list().data == []
+    # The buyer can simply try again.
+    retry, session_id = reserve_and_follow(client, release, quantity="2")
+    assert retry.status_code == 303 and session_id
+    assert audit(session, app.config["CLOCK"]()) == []
+
+
+# --- The success page ---------------------------------------------------------------------------------------
+
+
+def test_success_page_confirms_with_stripe_when_the_webhook_is_late(app, session, client, clock, stripe_sim, release):
+    hold_webhooks(stripe_sim)
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+    pay(stripe_sim, hold.payment_session_id, name="Ada L", address={"line1": "1 Quay St", "city": "Cork"})
+
+    page = client.get(f"/checkout/success?session_id={hold.payment_session_id}")
+
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "No. 1 of 240 is yours" in text
+    order = session.scalar(select(Order))
+    assert f"<strong>{order.reference}</strong> is confirmed" in text
+    assert (order.email, order.quantity, order.amount_total, order.currency) == (EMAIL, 1, 8900, "EUR")
+    assert order.shipping_address["city"] == "Cork"
+    assert numbers_with_status(session, release.id, UnitStatus.SOLD) == [1]
+    assert count(session, Order) == 1
+
+    again = client.get(f"/checkout/success?session_id={hold.payment_session_id}")
+    assert again.status_code == 200
+    assert "No. 1 of 240 is yours" in again.get_data(as_text=True)
+    assert count(session, Order) == 1
+
+    # Stripe's webhook arrives after all: recorded, and no second order.
+    completed = event_for(stripe_sim, "checkout.session.completed", hold.payment_session_id)
+    assert post_event(client, completed).status_code == 200
+    assert count(session, Order) == 1
+    assert count(session, PaymentEvent) == 1
+    confirmations = session.scalars(select(OutboxMessage).where(OutboxMessage.recipient == EMAIL)).all()
+    assert len(confirmations) == 1
+    assert audit(session, clock()) == []
+
+
+def test_success_page_for_an_unpaid_session_waits(app, session, client, clock, stripe_sim, release):
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+
+    page = client.get(f"/checkout/success?session_id={hold.payment_session_id}")
+
+    assert page.status_code == 202
+    assert "Confirming your payment" in page.get_data(as_text=True)
+    assert count(session, Order) == 0
+    assert hold_for_session(session, hold.payment_session_id).status == "active"
+
+
+def test_success_page_waits_when_stripe_cannot_be_reached(app, session, client, clock, stripe_sim, release):
+    hold_webhooks(stripe_sim)
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+    pay(stripe_sim, hold.payment_session_id)
+    add_fault(stripe_sim, method="GET", path=f"/v1/checkout/sessions/{hold.payment_session_id}", status=500)
+
+    page = client.get(f"/checkout/success?session_id={hold.payment_session_id}")
+
+    assert page.status_code == 202
+    assert count(session, Order) == 0
+    # The next refresh of the page gets through.
+    assert client.get(f"/checkout/success?session_id={hold.payment_session_id}").status_code == 200
+    assert count(session, Order) == 1
+
+
+def test_success_page_for_an_unknown_session_is_404(app, session, client, clock, stripe_sim, release):
+    hold_with_checkout(app, release.id, EMAIL, clock())
+
+    for query in ["?session_id=cs_test_no_such_session", "?session_id=", ""]:
+        assert client.get(f"/checkout/success{query}").status_code == 404, query
+    assert count(session, Order) == 0
+
+
+# --- Cancelling ----------------------------------------------------------------------------------------------
+
+
+def test_cancelling_on_stripe_releases_the_hold_and_expires_the_session(
+    app, session, client, stripe_sim, stripe_client, release
+):
+    _response, session_id = reserve_and_follow(client, release, quantity="2")
+    hold = hold_for_session(session, session_id)
+
+    response = client.get(f"/checkout/cancel/{hold.token}")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/releases/{release.slug}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Checkout cancelled. Your numbers are back on sale." in page
+    assert "<span data-available>240</span> of <span data-total>240</span> left" in page
+    hold = hold_for_session(session, session_id)
+    assert (hold.status, hold.end_reason) == ("released", "cancelled")
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == []
+    # The session can no longer be paid: a buyer with the page still open cannot pay for released numbers.
+    assert stripe_client.v1.checkout.sessions.retrieve(session_id).status == "expired"
+
+    again = client.get(f"/checkout/cancel/{hold.token}")
+    assert again.status_code == 303
+    assert again.headers["Location"] == f"/releases/{release.slug}"
+    assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == list(range(1, 241))
+    assert client.get("/checkout/cancel/no-such-hold").status_code == 404
+    assert audit(session, app.config["CLOCK"]()) == []
+
+
+def test_cancelling_after_paying_keeps_the_payment(app, session, client, clock, stripe_sim, stripe_client, release):
+    hold_webhooks(stripe_sim)  # the shop has not heard of the payment yet
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+    pay(stripe_sim, hold.payment_session_id)
+
+    response = client.get(f"/checkout/cancel/{hold.token}")
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/checkout/success?session_id={hold.payment_session_id}"
+    order = session.scalar(select(Order))
+    assert order.checkout_session_id == hold.payment_session_id
+    assert hold_for_session(session, hold.payment_session_id).status == "converted"
+    assert numbers_with_status(session, release.id, UnitStatus.SOLD) == [1]
+    assert stripe_client.v1.checkout.sessions.retrieve(hold.payment_session_id).status == "complete"
+    assert "No. 1 of 240 is yours" in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert audit(session, clock()) == []
+
+
+# --- Test payments are labelled ---------------------------------------------------------------------------
+
+
+def test_every_page_says_payments_are_test_payments(app, session, client, clock, stripe_sim, release):
+    hold = hold_with_checkout(app, release.id, EMAIL, clock())
+    pages = [
+        client.get("/"),
+        client.get(f"/releases/{release.slug}"),
+        client.get(f"/holds/{hold.token}"),
+        client.get(f"/checkout/success?session_id={hold.payment_session_id}"),
+        client.get("/no-such-page"),
+    ]
+
+    for page in pages:
+        text = page.get_data(as_text=True)
+        assert "Test payments." in text, page.request.path
+        assert "the built-in Stripe simulator" in text
+
+    # With live keys and no simulator, no banner.
+    app.config.update(STRIPE_API_BASE="", STRIPE_SECRET_KEY="sk_live_not_a_real_key")
+    assert "Test payments." not in client.get("/").get_data(as_text=True)
