@@ -66,7 +66,7 @@ class Config:
     ENV_NAME = "base"
     TESTING = False
     SHOP_NAME = os.environ.get("SHOP_NAME", "Small Batch")
-    # The shop's public address, for links in mail sent by the worker (requests know their own address).
+    # The shop's public address: every link in mail starts here (mail is queued by webhooks and the worker).
     SHOP_URL = os.environ.get("SHOP_URL", "http://127.0.0.1:5000")
     SECRET_KEY = os.environ.get("SECRET_KEY")
 
