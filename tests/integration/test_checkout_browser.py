@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from storefront.models import Hold, Order
 from tests.factories import make_release
-from tests.integration.test_mail import SHOP_URL, Delivery, SmtpServer
+from tests.integration.smtp import SHOP_URL, Delivery, SmtpServer
 from tests.payments import sim_post, unit_statuses
 
 pytestmark = pytest.mark.browser
@@ -26,13 +26,6 @@ pytestmark = pytest.mark.browser
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 UNITS = 24
 BUYER = "ann@example.com"
-
-
-@pytest.fixture
-def smtp_server():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

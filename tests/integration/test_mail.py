@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -17,73 +16,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from storefront import notifications, tasks
 from storefront.models import Order, OutboxMessage
 from tests.factories import make_release
-from tests.integration.helpers import free_port
+from tests.integration.smtp import SHOP_URL, SmtpServer
 from tests.payments import event_for, hold_webhooks, hold_with_checkout, pay, post_event
 
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 # Not the address any test request uses: links in mail must come from SHOP_URL, not from the webhook's Host.
-SHOP_URL = "https://smallbatch.example"
 UNITS = 12
-
-
-@dataclass
-class Delivery:
-    """One message as the SMTP server received it: the envelope and the parsed message."""
-
-    mail_from: str
-    recipients: list[str]
-    message: EmailMessage
-
-    @property
-    def body(self) -> str:
-        return self.message.get_content().replace("\r\n", "\n")  # SMTP carries lines ending in CRLF
-
-
-class SmtpServer:
-    """A real SMTP server on 127.0.0.1 (aiosmtpd in a thread of its own) that keeps what it receives.
-
-    `stop()` and `start()` again on the same port play a mail server that goes down and comes back.
-    """
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"smtp://127.0.0.1:{self.port}"
-        self.deliveries: list[Delivery] = []
-        self._lock = threading.Lock()
-        self._controller: Controller | None = None
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's handler hook name
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        with self._lock:
-            self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), message))
-        return "250 Message accepted for delivery"
-
-    def start(self) -> SmtpServer:
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def received(self) -> list[Delivery]:
-        with self._lock:
-            return list(self.deliveries)
-
-
-@pytest.fixture
-def smtp_server():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

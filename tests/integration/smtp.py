@@ -1,0 +1,63 @@
+"""A real SMTP server in-process (aiosmtpd) that records what the shop sends."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+from tests.integration.helpers import free_port
+
+# The shop's public address in mail tests: links in mail must start here, never at the request's own host.
+SHOP_URL = "https://smallbatch.example"
+
+
+@dataclass
+class Delivery:
+    """One message as the SMTP server received it: the envelope and the parsed message."""
+
+    mail_from: str
+    recipients: list[str]
+    message: EmailMessage
+
+    @property
+    def body(self) -> str:
+        return self.message.get_content().replace("\r\n", "\n")  # SMTP carries lines ending in CRLF
+
+
+class SmtpServer:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd in a thread of its own) that keeps what it receives.
+
+    `stop()` and `start()` again on the same port play a mail server that goes down and comes back.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.deliveries: list[Delivery] = []
+        self._lock = threading.Lock()
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's handler hook name
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        with self._lock:
+            self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> SmtpServer:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received(self) -> list[Delivery]:
+        with self._lock:
+            return list(self.deliveries)
