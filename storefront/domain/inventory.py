@@ -158,6 +158,18 @@ def claim(
     return hold
 
 
+def has_claimable_units(session: Session, release_id: int, now: datetime) -> bool:
+    """Whether a claim could find any unit now: a free one, or one in a hold that may be reclaimed.
+
+    A plain read for the sold-out fast path; the claim itself still decides, atomically.
+    """
+    free = session.scalar(select(Unit.id).where(Unit.release_id == release_id, UNIT_IS_AVAILABLE).limit(1))
+    if free is not None:
+        return True
+    timed_out = session.scalar(select(Hold.id).where(Hold.release_id == release_id, is_reclaimable(now)).limit(1))
+    return timed_out is not None
+
+
 def check_claim_request(release: Release, quantity: int, number: int | None, now: datetime) -> None:
     if now < release.on_sale_at:
         raise NotOnSale("This release is not on sale yet.")

@@ -18,6 +18,7 @@ from storefront.domain.inventory import (
     NumberTaken,
     SoldOut,
     claim,
+    has_claimable_units,
     held_numbers,
     release_hold,
 )
@@ -152,8 +153,13 @@ def reserve_release(slug: str):
         cookie_session[BUYER_EMAIL_KEY] = form.email.data
 
     release_id, now = release.id, clock.now()
-    db.session.commit()  # end the read: on SQLite the claim must begin its own transaction, with the write lock
     try:
+        if release.status_at(now, available=1) is ReleaseStatus.ON_SALE and not has_claimable_units(
+            db.session, release_id, now
+        ):
+            # Most of a drop's traffic comes after the last unit went: answer it from one read, not the write path.
+            raise SoldOut("Every unit of this release is sold or held.", available=0)
+        db.session.commit()  # end the read: on SQLite the claim must begin its own transaction, with the write lock
         hold = claim(
             db.session,
             release_id,

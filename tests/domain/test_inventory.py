@@ -367,3 +367,20 @@ def test_a_late_payment_cannot_take_a_buyer_over_the_limit(session, clock, monke
         convert_committed(session, ann_first, new_order_for(ann_first), clock())
     # Today: 3 paid plus 3 newly held, "ann@example.com has 6, above the limit of 3".
     assert_audit_clean(session, clock())
+
+
+def test_the_sold_out_fast_path_sees_free_and_reclaimable_units_only(session, clock):
+    release_id = new_release(session, units=2)
+    assert inventory.has_claimable_units(session, release_id, clock())
+
+    held = claim_committed(session, release_id, 2, "ann@example.com", clock())
+    assert not inventory.has_claimable_units(session, release_id, clock())
+
+    clock.advance(minutes=11)  # a hold without a payment session may be reclaimed once its time is up
+    assert inventory.has_claimable_units(session, release_id, clock())
+
+    session.execute(Hold.__table__.update().where(Hold.id == held.id).values(payment_session_id="cs_test_open"))
+    session.commit()  # ...but not while its buyer may still be paying on Stripe's page
+    assert not inventory.has_claimable_units(session, release_id, clock())
+    session.execute(Hold.__table__.update().where(Hold.id == held.id).values(payment_session_id=None))
+    session.commit()
