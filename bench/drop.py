@@ -492,25 +492,10 @@ class Service:
 
 def stripe_simulator_command(port: int, shop_port: int, webhook_secret: str) -> list[str]:
     """The shop's own Stripe simulator: every successful reservation opens a Checkout Session on it."""
-    executable = Path(sys.executable).parent / "flask"
-    launcher = [str(executable)] if executable.exists() else [sys.executable, "-m", "flask"]
-    return [
-        *launcher,
-        "--app",
-        "wsgi",
-        "storefront",
-        "stripe-sim",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--webhook-url",
-        f"http://127.0.0.1:{shop_port}/stripe/webhook",
-        "--webhook-secret",
-        webhook_secret,
-        "--api-key",
-        SIMULATOR_API_KEY,
-    ]
+    from storefront.devserver import simulator_command
+
+    webhook_url = f"http://127.0.0.1:{shop_port}/stripe/webhook"
+    return simulator_command(port, webhook_url, webhook_secret, api_key=SIMULATOR_API_KEY)
 
 
 # --- Where the CPU time goes -----------------------------------------------------------------------------------

@@ -24,12 +24,25 @@ def simulator_webhook_secret() -> str:
     return path.read_text().strip()
 
 
+def flask_command() -> list[str]:
+    """This environment's `flask` executable (or `python -m flask` where there is none)."""
+    executable = Path(sys.executable).with_name("flask")
+    return [str(executable)] if executable.exists() else [sys.executable, "-m", "flask"]
+
+
+def simulator_command(port: int, webhook_url: str, webhook_secret: str, api_key: str | None = None) -> list[str]:
+    """The command that serves the Stripe simulator on 127.0.0.1:`port`, sending webhooks to `webhook_url`."""
+    command = [*flask_command(), "--app", "wsgi", "storefront", "stripe-sim", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--webhook-url", webhook_url, "--webhook-secret", webhook_secret]
+    return command + (["--api-key", api_key] if api_key else [])
+
+
 def stop_on_sigterm(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
 def run_dev(host: str, port: int, sim_port: int) -> int:
-    flask = str(Path(sys.executable).with_name("flask"))
+    flask = flask_command()
     env = dict(os.environ)
     env.setdefault("SHOP_URL", f"http://{host}:{port}")
     commands: list[tuple[str, list[str]]] = []
@@ -40,29 +53,11 @@ def run_dev(host: str, port: int, sim_port: int) -> int:
             STRIPE_WEBHOOK_SECRET=secret,
             STRIPE_API_BASE=f"http://127.0.0.1:{sim_port}",
         )
-        commands.append(
-            (
-                "stripe simulator",
-                [
-                    flask,
-                    "--app",
-                    "wsgi",
-                    "storefront",
-                    "stripe-sim",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(sim_port),
-                    "--webhook-url",
-                    f"http://{host}:{port}/stripe/webhook",
-                    "--webhook-secret",
-                    secret,
-                ],
-            )
-        )
+        webhook_url = f"http://{host}:{port}/stripe/webhook"
+        commands.append(("stripe simulator", simulator_command(sim_port, webhook_url, secret)))
         print(f"No STRIPE_SECRET_KEY: test payments go to the Stripe simulator on http://127.0.0.1:{sim_port}")
-    commands.append(("worker", [flask, "--app", "wsgi", "storefront", "worker"]))
-    commands.append(("web", [flask, "--app", "wsgi", "run", "--host", host, "--port", str(port)]))
+    commands.append(("worker", [*flask, "--app", "wsgi", "storefront", "worker"]))
+    commands.append(("web", [*flask, "--app", "wsgi", "run", "--host", host, "--port", str(port)]))
 
     # Stopped by a service manager or `timeout` (SIGTERM) as by Ctrl-C: the children go down with us.
     signal.signal(signal.SIGTERM, stop_on_sigterm)

@@ -170,9 +170,9 @@ def release_for_cancel(session: Session, hold: Hold, now: datetime) -> Hold:
     begin_write_transaction(session)  # before the read: on SQLite a read transaction cannot become a write
     hold = session.get(Hold, hold_id)
     if hold.status == HoldStatus.ACTIVE:
-        hold = release_hold(session, hold, now, reason="cancelled")
-        if session_expired:
-            hold.payment_status = "expired"
+        hold = release_hold(
+            session, hold, now, reason="cancelled", payment_status="expired" if session_expired else None
+        )
     session.commit()
     return hold
 
@@ -250,8 +250,7 @@ def end_hold_with_gateway(session: Session, hold_id: int, session_id: str | None
             raise PaymentError(f"Session {session_id} is still open after expiring it")
     begin_write_transaction(session)  # before the read: on SQLite a read transaction cannot become a write
     hold = session.get(Hold, hold_id)
-    released = release_hold(session, hold, now, reason="expired")
-    released.payment_status = "expired" if session_id else released.payment_status
+    release_hold(session, hold, now, reason="expired", payment_status="expired" if session_id else None)
     session.commit()
     return "released"
 

@@ -302,11 +302,19 @@ def lock_hold(session: Session, hold_id: int) -> Hold:
     return hold
 
 
-def release_hold(session: Session, hold: Hold, now: datetime, reason: str = "cancelled") -> Hold:
-    """Put a hold's units back on sale (cancel, expiry, failed payment). Releasing twice is harmless."""
+def release_hold(
+    session: Session, hold: Hold, now: datetime, reason: str = "cancelled", payment_status: str | None = None
+) -> Hold:
+    """Put a hold's units back on sale (cancel, expiry, failed payment). Releasing twice is harmless.
+
+    `payment_status` records what the gateway said of the hold's session (e.g. "expired"), when it said anything.
+    """
     begin_write_transaction(session)
     hold = lock_hold(session, hold.id)
+    if payment_status is not None:
+        hold.payment_status = payment_status
     if hold.status == HoldStatus.RELEASED:
+        session.flush()
         return hold
     if hold.status == HoldStatus.CONVERTED:
         raise HoldNotActive("This hold has been paid for; its units are sold.")

@@ -64,8 +64,7 @@ def on_session_completed(data_object: dict) -> None:
 def on_session_expired(data_object: dict) -> None:
     hold = db.session.scalar(select(Hold).where(Hold.payment_session_id == data_object.get("id")))
     if hold is not None and hold.status == HoldStatus.ACTIVE:
-        hold = release_hold(db.session, hold, clock.now(), reason="expired")
-        hold.payment_status = "expired"
+        release_hold(db.session, hold, clock.now(), reason="expired", payment_status="expired")
     db.session.commit()
 
 
