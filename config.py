@@ -1,6 +1,8 @@
 """Settings for every environment, all read from the process environment (and `.env` when present).
 
-`create_app()` picks the class named by `STOREFRONT_ENV` (development by default); tests pass their own.
+`create_app()` picks the class named by `STOREFRONT_ENV`; tests pass their own. Left unset, development is chosen
+only for the `flask` command (`make run`, `flask run`, `flask storefront dev`); any other server (gunicorn, uWSGI...)
+refuses to start, so a production server never runs on development settings by accident.
 Every variable is listed in README.md under "Configuration".
 """
 
@@ -8,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -35,6 +39,40 @@ def env_bool(name: str, default: bool = False) -> bool:
     if raw is None or raw.strip() == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str) -> list[str]:
+    """Read a comma-separated setting as a list of its non-empty items."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+PROXY_FIX_HEADERS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
+
+
+def parse_proxy_fix(raw: str) -> dict[str, int]:
+    """Read PROXY_FIX: empty (no proxy), a count of proxies, or `x_for=1,x_proto=1,x_host=1` (ProxyFix's arguments).
+
+    A bare count N trusts X-Forwarded-For and X-Forwarded-Proto from N proxies, the two a reverse proxy is normally
+    set up to send; X-Forwarded-Host, -Port and -Prefix are trusted only when named, since a proxy that passes them
+    on unchecked would let any client choose them.
+    """
+    raw = raw.strip()
+    if not raw:
+        return {}
+    if raw.isdigit():
+        count = int(raw)
+        return {"x_for": count, "x_proto": count} if count else {}
+    counts: dict[str, int] = {}
+    for item in raw.split(","):
+        name, equals, value = (part.strip() for part in item.partition("="))
+        name = name.lower().replace("-", "_")
+        if not equals or name not in PROXY_FIX_HEADERS or not value.isdigit():
+            raise RuntimeError(
+                f"PROXY_FIX must be a number of proxies or name=count pairs such as 'x_for=1,x_proto=1' "
+                f"(names: {', '.join(PROXY_FIX_HEADERS)}), got {raw!r}"
+            )
+        counts[name] = int(value)
+    return {name: count for name, count in counts.items() if count}
 
 
 def default_database_url() -> str:
@@ -89,6 +127,13 @@ class Config:
     # Pinned: a new SDK or account default must not change the shapes the shop reads.
     STRIPE_API_VERSION = os.environ.get("STRIPE_API_VERSION", "2026-10-28.endive")
     STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 10)
+    # How often opening a checkout is retried at once on a 429, 409 or 5xx (the SDK waits 0.5 s, then 1 s).
+    STRIPE_CHECKOUT_RETRIES = env_int("STRIPE_CHECKOUT_RETRIES", 2)
+    # "ann+drop@example.com" is the same buyer as "ann@example.com" for the per-customer limit; off counts tags apart.
+    BUYER_KEY_IGNORES_PLUS_TAGS = env_bool("BUYER_KEY_IGNORES_PLUS_TAGS", True)
+    # Where the shop tells a person about money that needs a look (a refund that failed for good, an unmatched
+    # payment). Empty: the log and `flask storefront refunds` only.
+    PRODUCER_EMAIL = os.environ.get("PRODUCER_EMAIL", "")
     # Countries Checkout collects shipping addresses for (ISO 3166-1 alpha-2, comma separated).
     SHIPPING_COUNTRIES = [
         code.strip().upper()
@@ -109,6 +154,17 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # a buyer who leaves the release page open until 10:00 must still be able to post
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True
+
+    # Largest request body, in bytes: anything bigger is answered 413 before forms, CSRF or the webhook read it.
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    # Host names the shop answers to (Flask's TRUSTED_HOSTS; ".example.com" also accepts its subdomains), besides
+    # SHOP_URL's host, which is always one; any other Host header gets 400. Empty: no check (development, tests),
+    # except in production, which then answers SHOP_URL's host only.
+    TRUSTED_HOSTS: list[str] | None = env_list("TRUSTED_HOSTS") or None
+    # The reverse proxies in front of the shop whose X-Forwarded-* headers are believed (see parse_proxy_fix).
+    PROXY_FIX = parse_proxy_fix(os.environ.get("PROXY_FIX", ""))
+    # Strict-Transport-Security on every response: production only, where SHOP_URL must be https.
+    STRICT_TRANSPORT_SECURITY = False
     # How often the release page asks for a fresh count, in seconds.
     STOCK_REFRESH_SECONDS = env_int("STOCK_REFRESH_SECONDS", 15)
 
@@ -122,6 +178,7 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     PREFERRED_URL_SCHEME = "https"
+    STRICT_TRANSPORT_SECURITY = env_bool("STRICT_TRANSPORT_SECURITY", True)
     REQUIRED = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
 
 
@@ -140,9 +197,32 @@ CONFIGS = {
 }
 
 
-def config_from_environment() -> type[Config]:
-    name = os.environ.get("STOREFRONT_ENV", "development").strip().lower()
+def started_by_flask_command(environ: Mapping[str, str]) -> bool:
+    """True in a process started by the `flask` command (which sets FLASK_RUN_FROM_CLI), and not served by gunicorn."""
+    served_by_gunicorn = "gunicorn" in sys.modules or environ.get("SERVER_SOFTWARE", "").startswith("gunicorn")
+    return environ.get("FLASK_RUN_FROM_CLI") == "true" and not served_by_gunicorn
+
+
+def config_from_environment(environ: Mapping[str, str] | None = None) -> type[Config]:
+    """The settings class named by STOREFRONT_ENV (development when unset; create_app asks config_for_app)."""
+    environ = os.environ if environ is None else environ
+    name = environ.get("STOREFRONT_ENV", "").strip().lower() or "development"
     try:
         return CONFIGS[name]
     except KeyError as error:
         raise RuntimeError(f"STOREFRONT_ENV must be one of {sorted(CONFIGS)}, got {name!r}") from error
+
+
+def config_for_app(environ: Mapping[str, str] | None = None) -> type[Config]:
+    """The settings an app runs on: STOREFRONT_ENV's, where unset means development for the `flask` command only.
+
+    A server started any other way (gunicorn, uWSGI, a script) without STOREFRONT_ENV refuses to start rather than
+    serve real buyers with development settings.
+    """
+    environ = os.environ if environ is None else environ
+    if not environ.get("STOREFRONT_ENV", "").strip() and not started_by_flask_command(environ):
+        raise RuntimeError(
+            "Refusing to start: STOREFRONT_ENV is not set. Set STOREFRONT_ENV=production to serve the shop "
+            "(or STOREFRONT_ENV=development on your own machine; `make run` and `flask run` need nothing)"
+        )
+    return config_from_environment(environ)

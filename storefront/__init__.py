@@ -11,6 +11,7 @@ from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
 
 import config as settings
+from storefront import security
 from storefront.database import configure_sqlite, engine_options
 from storefront.extensions import csrf, db, migrate
 
@@ -18,12 +19,18 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger(__name__)
 
+# Werkzeug's wording for these errors is written for developers; a buyer gets these instead.
+FRIENDLY_DESCRIPTIONS = {
+    413: "What you sent is larger than the shop accepts. Nothing was saved: go back and try again with less.",
+}
+
 
 def create_app(config_object: type | Mapping[str, Any] | None = None, **overrides: Any) -> Flask:
     """Build the shop.
 
     `config_object` is a class from config.py, or a mapping of overrides applied on top of the class chosen by
-    `STOREFRONT_ENV`. Keyword arguments are further overrides (tests use them).
+    `STOREFRONT_ENV` (which only the `flask` command may leave unset). Keyword arguments are further overrides
+    (tests use them).
     """
     app = Flask(
         __name__,
@@ -32,13 +39,14 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
         instance_path=str(settings.INSTANCE_DIR),
     )
     if config_object is None or isinstance(config_object, Mapping):
-        app.config.from_object(settings.config_from_environment())
+        app.config.from_object(settings.config_for_app())
         if config_object:
             app.config.update(config_object)
     else:
         app.config.from_object(config_object)
     app.config.update(overrides)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    security.configure_hosts_and_proxies(app)
     check_required_settings(app)
 
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
@@ -53,6 +61,8 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
+    # Before CSRF: an oversized body gets 413 and a NUL byte 400, not "the form expired".
+    security.init_app(app)
     csrf.init_app(app)
     with app.app_context():
         configure_sqlite(db.engine)
@@ -61,6 +71,7 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
     register_error_pages(app)
     register_template_helpers(app)
 
+    from storefront import tasks  # noqa: F401 - connects the after-commit wake-ups to the task queue
     from storefront.cli import storefront_cli
 
     app.cli.add_command(storefront_cli)
@@ -68,10 +79,13 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
 
 
 def check_required_settings(app: Flask) -> None:
-    """Refuse to start in production without the secrets a real shop needs."""
+    """Refuse to start in production without the secrets a real shop needs, or with settings unsafe for one."""
     missing = [name for name in app.config.get("REQUIRED", ()) if not app.config.get(name)]
-    if missing:
-        raise RuntimeError(f"Refusing to start: set {', '.join(missing)} in the environment (see README.md)")
+    problems = [f"set {', '.join(missing)} in the environment"] if missing else []
+    if app.config.get("ENV_NAME") == "production":
+        problems += security.production_problems(app.config)
+    if problems:
+        raise RuntimeError(f"Refusing to start: {'; '.join(problems)} (see README.md)")
 
 
 def register_blueprints(app: Flask) -> None:
@@ -93,14 +107,26 @@ def register_blueprints(app: Flask) -> None:
 def register_error_pages(app: Flask) -> None:
     """Answer every error with the shop's own page (JSON under /api/), never a traceback."""
     from flask import jsonify, request
+    from flask.globals import request_ctx
+
+    from storefront.urls import shop_url_adapter
 
     def wants_json() -> bool:
         return request.path.startswith("/api/")
 
+    def ensure_url_adapter() -> None:
+        # A Host outside TRUSTED_HOSTS is refused before routing, leaving the request no URL builder; the error
+        # page's own links (relative paths) are then built against SHOP_URL.
+        if request_ctx.url_adapter is None:
+            request_ctx.url_adapter = shop_url_adapter(app)
+
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
+        if error.code in FRIENDLY_DESCRIPTIONS and error.description == type(error).description:
+            error.description = FRIENDLY_DESCRIPTIONS[error.code]
         if wants_json():
             return jsonify({"error": error.name, "message": error.description}), error.code
+        ensure_url_adapter()
         template = "errors/404.html" if error.code == 404 else "errors/error.html"
         return render_template(template, error=error), error.code
 
@@ -110,6 +136,7 @@ def register_error_pages(app: Flask) -> None:
         db.session.rollback()
         if wants_json():
             return jsonify({"error": "Internal Server Error", "message": "Something went wrong on our side."}), 500
+        ensure_url_adapter()
         return render_template("errors/500.html"), 500
 
 

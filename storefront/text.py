@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime
 
 import markdown as markdown_lib
 import nh3
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 # Currencies whose minor unit is not a hundredth (ISO 4217); everything else has two decimals.
 ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF"}
@@ -39,6 +41,12 @@ STORY_TAGS = {
     "td",
 }
 STORY_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "th": {"scope"}}
+# A story shows only the shop's own pictures: an image from another site would tell it who reads the story, and
+# when. These prefixes are paths on the shop's own origin (a src starting "//" is another site).
+OWN_IMAGE_PREFIXES = ("/media/", "/static/")
+# In nh3's output every attribute value is double-quoted with <, >, " and & escaped, so these patterns are exact.
+IMG_TAG = re.compile(r"<img\b([^>]*)>")
+ATTRIBUTE = re.compile(r'([a-z-]+)="([^"]*)"')
 
 
 def format_money(amount_minor: int, currency: str) -> str:
@@ -54,15 +62,32 @@ def format_money(amount_minor: int, currency: str) -> str:
 
 def render_markdown(source: str | None) -> Markup:
     """Render a producer's Markdown story to HTML that cannot carry scripts, styles or event handlers."""
-    html = markdown_lib.markdown(source or "", extensions=["tables", "sane_lists"], output_format="html")
+    rendered = markdown_lib.markdown(source or "", extensions=["tables", "sane_lists"], output_format="html")
     clean = nh3.clean(
-        html,
+        rendered,
         tags=STORY_TAGS,
         attributes=STORY_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
+        attribute_filter=drop_foreign_image_sources,
     )
-    return Markup(clean)  # noqa: S704 - sanitised by nh3 just above
+    clean = IMG_TAG.sub(show_alt_text_of_unloaded_image, clean)
+    return Markup(clean)  # noqa: S704 - sanitised by nh3 just above; images without a source became escaped text
+
+
+def drop_foreign_image_sources(tag: str, attribute: str, value: str) -> str | None:
+    """Keep an image's src only when it is one of the shop's own files (nh3 drops the attribute on None)."""
+    if tag == "img" and attribute == "src" and not value.startswith(OWN_IMAGE_PREFIXES):
+        return None
+    return value
+
+
+def show_alt_text_of_unloaded_image(match: re.Match[str]) -> str:
+    """Replace an <img> left without a src by its alt text, as plain text."""
+    attributes = dict(ATTRIBUTE.findall(match.group(1)))
+    if "src" in attributes:
+        return match.group(0)
+    return str(escape(html.unescape(attributes.get("alt", ""))))
 
 
 def iso_utc(moment: datetime | None) -> str | None:
