@@ -8,12 +8,28 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField
 from wtforms.validators import Email, InputRequired, NumberRange, Optional, StopValidation, ValidationError
 
+from storefront.domain.buyers import InvalidBuyerEmail, buyer_key
+
 # Plain digits only: int() would also accept "1_000", " ４ " and numbers too large for the database's integer.
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,9}")
 
 
 def strip_whitespace(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
+
+
+def one_buyer_email(form: FlaskForm, field: EmailField) -> None:
+    """Refuse an address the shop cannot count as one buyer, such as one mixing Latin and Cyrillic letters.
+
+    The form cannot see whether the shop ignores "+tags"; validity does not depend on it.
+    """
+    # An address `Email()` already refused gets that one message, not a second one about the same typo.
+    if field.errors or not field.data:
+        return
+    try:
+        buyer_key(field.data)
+    except InvalidBuyerEmail as error:
+        raise ValidationError(error.message) from error
 
 
 class WholeNumberField(IntegerField):
@@ -63,6 +79,7 @@ class ReserveForm(FlaskForm):
         validators=[
             InputRequired(message="Enter your email address, so we can send your receipt."),
             Email(message="Enter an email address like name@example.com.", check_deliverability=False),
+            one_buyer_email,
         ],
         filters=[strip_whitespace],
     )
