@@ -791,6 +791,7 @@ def make_claim_holds(app, release_id: int, count: int) -> list[int]:
             Hold(
                 release_id=release_id,
                 buyer_email=f"sql-client-{index}@bench.example.com",
+                buyer_key=f"sql-client-{index}@bench.example.com",
                 quantity=1,
                 status=HoldStatus.ACTIVE,
                 created_at=now,
@@ -952,7 +953,7 @@ def explain_real_claim(app, database: Database, release_id: int) -> ClaimPlans:
     from sqlalchemy import event
 
     from storefront.clock import utcnow
-    from storefront.database import begin_write_transaction
+    from storefront.database import SQLITE_IMMEDIATE
     from storefront.domain.inventory import take_lowest
     from storefront.extensions import db
     from storefront.models import Hold, HoldStatus
@@ -969,10 +970,12 @@ def explain_real_claim(app, database: Database, release_id: int) -> ClaimPlans:
         session = db.session
         engine = db.engine
         try:
-            begin_write_transaction(session)
+            # The claim's own locking, as write_transaction begins it; rolled back below instead of committed.
+            session.connection(execution_options={SQLITE_IMMEDIATE: database.kind == "sqlite"})
             hold = Hold(
                 release_id=release_id,
                 buyer_email="explain@bench.example.com",
+                buyer_key="explain@bench.example.com",
                 quantity=PLAN_CACHE_PROBES + 2,
                 status=HoldStatus.ACTIVE,
                 created_at=now,

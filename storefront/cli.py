@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from storefront import clock
 from storefront.extensions import db
+from storefront.unit_of_work import end_read, write_transaction
 
 storefront_cli = AppGroup("storefront", help="Small Batch commands: demo data, audits, workers.")
 
@@ -17,8 +18,8 @@ def seed_demo_command() -> None:
     """Load a demo producer with batches, stories, photos and releases (safe to run again)."""
     from storefront.demo import seed_demo
 
-    created = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], clock.now())
-    db.session.commit()
+    with write_transaction(db.session):
+        created = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], clock.now())
     if created:
         click.echo(f"Demo data loaded: {', '.join(created)}.")
     else:
@@ -31,12 +32,55 @@ def audit_command() -> None:
     from storefront.domain.audit import audit
 
     problems = audit(db.session, clock.now())
-    db.session.rollback()
+    end_read(db.session)
     for problem in problems:
         click.echo(f"VIOLATION {problem}", err=True)
     if problems:
         raise SystemExit(1)
     click.echo("Audit clean: no unit sold twice, no release oversold, every hold and order consistent.")
+
+
+@storefront_cli.command("refunds")
+@click.option("--retry", "retry_id", type=int, default=None, help="Try a failed refund again (fresh 3-day window).")
+def refunds_command(retry_id: int | None) -> None:
+    """List money that needs a person: failed or waiting refunds, and payments matched to no hold."""
+    from sqlalchemy import select
+
+    from storefront.checkout.flows import wake_refund
+    from storefront.domain.refunds import retry_failed_refund
+    from storefront.models import Refund, RefundStatus, UnmatchedPayment
+    from storefront.text import format_money
+
+    if retry_id is not None:
+        try:
+            with write_transaction(db.session):
+                retry_failed_refund(db.session, retry_id, clock.now())
+                wake_refund(db.session, retry_id)
+        except ValueError as error:
+            raise click.ClickException(f"Refund {retry_id}: {error}") from error
+        click.echo(f"Refund {retry_id} queued again.")
+        return
+    refunds = db.session.scalars(
+        select(Refund).where(Refund.status != RefundStatus.SUCCEEDED).order_by(Refund.created_at)
+    ).all()
+    for refund in refunds:
+        target = (
+            f"order {refund.order.reference}" if refund.order else f"unmatched payment {refund.unmatched_payment_id}"
+        )
+        click.echo(
+            f"refund {refund.id}  {refund.status:<9} {format_money(refund.amount, refund.currency):>12}  {target}  "
+            f"attempts {refund.attempts}  next {refund.next_attempt_at or '-'}  {refund.last_error}"
+        )
+    unmatched = db.session.scalars(select(UnmatchedPayment).order_by(UnmatchedPayment.created_at)).all()
+    for payment in unmatched:
+        states = ", ".join(refund.status for refund in payment.refunds) or "no refund"
+        click.echo(
+            f"unmatched {payment.id}  {format_money(payment.amount, payment.currency):>12}  "
+            f"{payment.checkout_session_id}  refund: {states}  {payment.reason}"
+        )
+    end_read(db.session)
+    if not refunds and not unmatched:
+        click.echo("No refund is waiting or failed, and every payment matched its hold.")
 
 
 @storefront_cli.command("worker")

@@ -52,24 +52,28 @@ def configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-class TransactionAlreadyStarted(RuntimeError):
-    """A write on SQLite was attempted inside a transaction that began as a plain read."""
+# Set in `session.info` by `storefront.unit_of_work.write_transaction` while its block runs.
+WRITE_TRANSACTION_ACTIVE = "write_transaction_active"
 
 
-def begin_write_transaction(session: Session | scoped_session) -> None:
-    """Make sure the session's transaction holds the database write lock from its start (SQLite only).
+class NoWriteTransaction(RuntimeError):
+    """Domain code ran outside a write transaction: an edge must open one with `write_transaction`."""
 
-    SQLite in WAL mode cannot upgrade a read transaction to a write once another writer has committed: it fails
-    at once instead of waiting. So writers begin with BEGIN IMMEDIATE, which waits (busy timeout) for its turn.
-    On PostgreSQL this does nothing: row locks do the work there.
+
+def require_write_transaction(session: Session | scoped_session) -> None:
+    """Assert that the caller opened a write transaction (on SQLite: one that began with the write lock).
+
+    The domain never begins or commits: it runs inside the edge's unit of work, so its changes and the
+    edge's (the webhook's event record, the outbox mail) commit or roll back together.
     """
-    if session.get_bind().dialect.name != "sqlite":
-        return
     if isinstance(session, scoped_session):
         session = session()
     if not session.in_transaction():
-        session.connection(execution_options={SQLITE_IMMEDIATE: True})
-    elif not session.connection().get_execution_options().get(SQLITE_IMMEDIATE):
-        raise TransactionAlreadyStarted(
-            "This write must start its own transaction on SQLite: commit or roll back the session first."
-        )
+        raise NoWriteTransaction("No transaction is open: wrap the call in write_transaction(session).")
+    if not session.info.get(WRITE_TRANSACTION_ACTIVE):
+        # On PostgreSQL too: a read the caller left open is no unit of work, and nobody would commit these writes.
+        raise NoWriteTransaction("This transaction is a read, not a write_transaction(session).")
+    if session.get_bind().dialect.name == "sqlite" and not session.connection().get_execution_options().get(
+        SQLITE_IMMEDIATE
+    ):
+        raise NoWriteTransaction("This transaction began as a read: on SQLite writes need write_transaction(session).")

@@ -535,7 +535,9 @@ def create_units(session: Session, release: Release, spec: ReleaseSpec, now: dat
         Order(
             release_id=release.id,
             email=f"buyer{buyer_number}@example.com",
+            buyer_key=f"buyer{buyer_number}@example.com",
             quantity=quantity,
+            unit_amount=spec.price_amount,
             amount_total=quantity * spec.price_amount,
             currency=CURRENCY,
             status=OrderStatus.PAID,

@@ -19,8 +19,9 @@ from flask import current_app, render_template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from storefront.database import begin_write_transaction
+from storefront import wakeups
 from storefront.models import OutboxMessage
+from storefront.unit_of_work import after_commit, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,13 @@ def queue_mail(session: Session, recipient: str, template: str, **context) -> Ou
     message = OutboxMessage(recipient=recipient, subject=first_line[len("Subject: ") :].strip(), body=body.lstrip())
     session.add(message)
     session.flush()
+    after_commit(session, "wake-mail-sender", wakeups.mail_queued.send)
     return message
+
+
+def producer_address() -> str:
+    """Where the shop tells a person about money that needs a look; empty when none is configured."""
+    return current_app.config.get("PRODUCER_EMAIL", "")
 
 
 def build_email(message: OutboxMessage, sender: str) -> EmailMessage:
@@ -86,37 +93,35 @@ def send_pending(session: Session, mailer: Mailer, sender: str, now: datetime) -
     """
     sent = 0
     while sent < SEND_BATCH:
-        message_id = lease_next_message(session, now)
-        if message_id is None:
-            break
-        message = session.get(OutboxMessage, message_id)
-        email = build_email(message, sender)
-        session.commit()
+        with write_transaction(session):
+            message_id = lease_next_message(session, now)
+            if message_id is None:
+                break
+            email = build_email(session.get(OutboxMessage, message_id), sender)
         try:
             mailer.send(email, name=f"{now:%Y%m%dT%H%M%S}-{message_id}")
             error = None
         except (OSError, smtplib.SMTPException) as failure:
             log.warning("Could not send mail %s: %s", message_id, failure)
             error = str(failure)
-        begin_write_transaction(session)
-        message = session.get(OutboxMessage, message_id)
-        message.attempts += 1
-        message.lease_until = None
-        if error is None:
-            message.sent_at = now
-            sent += 1
-        else:
-            message.last_error = error
-            # Back off: the next run tries again after a minute per failed attempt.
-            message.lease_until = now + timedelta(minutes=message.attempts)
-        session.commit()
+        with write_transaction(session):
+            message = session.get(OutboxMessage, message_id)
+            message.attempts += 1
+            message.lease_until = None
+            if error is None:
+                message.sent_at = now
+                sent += 1
+            else:
+                message.last_error = error
+                # Back off: the next run tries again after a minute per failed attempt.
+                message.lease_until = now + timedelta(minutes=message.attempts)
         if error is not None:
             break
     return sent
 
 
 def lease_next_message(session: Session, now: datetime) -> int | None:
-    begin_write_transaction(session)
+    """Inside a write transaction: take the oldest unsent message for this worker, or None."""
     message = session.scalar(
         select(OutboxMessage)
         .where(
@@ -129,8 +134,7 @@ def lease_next_message(session: Session, now: datetime) -> int | None:
         .with_for_update(skip_locked=True)
     )
     if message is None:
-        session.commit()
         return None
     message.lease_until = now + LEASE
-    session.commit()
+    session.flush()
     return message.id

@@ -7,13 +7,17 @@ Results come back as small plain dataclasses, so callers never handle SDK object
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import stripe
 from flask import Flask, current_app
+
+from storefront.domain.fulfilment import LineItem, PaidCheckout
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +39,39 @@ class SessionNotOpen(PaymentError):
         self.session = session
 
 
+class SessionGone(PaymentError):
+    """The gateway answered for good that this session does not exist for us (404) or is not ours (403).
+
+    Such a session can never be paid on this account, so the hold waiting on it may end.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class SignatureError(Exception):
-    """A webhook's signature is missing, wrong, or too old."""
+    """A webhook's signature is missing, wrong, too old, or dated in the future."""
 
 
-@dataclass(frozen=True)
-class LineItem:
-    name: str
-    unit_amount: int
-    quantity: int = 1
+class MalformedEvent(Exception):
+    """A correctly signed webhook body that is not an event the shop can read."""
+
+
+class RetryingHTTPClient(stripe.RequestsClient):
+    """The SDK's HTTP client, also retrying 429 (rate limited) as it already retries 409 and 5xx.
+
+    Only used for calls with max_network_retries > 0, each with a fixed idempotency key, so a retry replays.
+    """
+
+    def _should_retry(self, response, api_connection_error, num_retries, max_network_retries):
+        if (
+            response is not None
+            and response[1] == 429
+            and num_retries < (max_network_retries or 0)
+            and (response[2] or {}).get("stripe-should-retry") != "false"
+        ):
+            return True
+        return super()._should_retry(response, api_connection_error, num_retries, max_network_retries)
 
 
 @dataclass(frozen=True)
@@ -61,16 +89,41 @@ class CheckoutSession:
     shipping_name: str
     shipping_address: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    client_reference_id: str | None = None
 
     @property
     def is_paid(self) -> bool:
         return self.status == "complete" and self.payment_status == "paid"
+
+    def as_paid_checkout(self, line_items: tuple[LineItem, ...] | None = None) -> PaidCheckout:
+        """What the domain needs of a paid session, with what it says of itself kept apart from what it paid."""
+        claimed = str(self.metadata.get("hold_id") or "")
+        return PaidCheckout(
+            session_id=self.id,
+            payment_intent_id=self.payment_intent_id,
+            amount_total=self.amount_total or 0,
+            currency=self.currency or "",
+            email=self.customer_email or "",
+            claimed_hold_id=int(claimed) if claimed.isdigit() and len(claimed) < 19 else None,
+            client_reference_id=self.client_reference_id,
+            shipping_name=self.shipping_name,
+            shipping_address=self.shipping_address,
+            line_items=line_items,
+        )
 
 
 @dataclass(frozen=True)
 class RefundResult:
     id: str
     status: str
+
+
+def signature_timestamp(header: str) -> int | None:
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
 
 
 def to_plain(value: Any) -> Any:
@@ -85,27 +138,46 @@ def to_plain(value: Any) -> Any:
 
 
 def session_from_stripe(data: Any) -> CheckoutSession:
-    """Read a checkout.session object (SDK object or webhook dict) into a CheckoutSession."""
+    """Read a checkout.session object (SDK object or webhook dict) into a CheckoutSession.
+
+    Raises MalformedEvent for an object that is not shaped like one: a webhook body is signed, not trusted to be
+    well formed.
+    """
     data = to_plain(data)
-    details = data.get("customer_details") or {}
-    collected = data.get("collected_information") or {}
-    shipping = collected.get("shipping_details") or data.get("shipping_details") or {}
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+        raise MalformedEvent("The checkout session has no id")
+    details = mapping(data.get("customer_details"))
+    collected = mapping(data.get("collected_information"))
+    shipping = mapping(collected.get("shipping_details")) or mapping(data.get("shipping_details"))
     payment_intent = data.get("payment_intent")
     if isinstance(payment_intent, dict):
         payment_intent = payment_intent.get("id")
+    amount_total = data.get("amount_total")
+    if amount_total is not None and (isinstance(amount_total, bool) or not isinstance(amount_total, int)):
+        raise MalformedEvent("The checkout session's amount_total is not a whole number")
+    metadata = mapping(data.get("metadata"))
     return CheckoutSession(
         id=data["id"],
-        url=data.get("url"),
-        status=data.get("status") or "open",
-        payment_status=data.get("payment_status") or "unpaid",
-        amount_total=data.get("amount_total"),
-        currency=(data.get("currency") or "").upper() or None,
-        payment_intent_id=payment_intent,
-        customer_email=details.get("email") or data.get("customer_email"),
-        shipping_name=shipping.get("name") or details.get("name") or "",
-        shipping_address=shipping.get("address") or details.get("address") or {},
-        metadata=dict(data.get("metadata") or {}),
+        url=text_or_none(data.get("url")),
+        status=text_or_none(data.get("status")) or "open",
+        payment_status=text_or_none(data.get("payment_status")) or "unpaid",
+        amount_total=amount_total,
+        currency=(text_or_none(data.get("currency")) or "").upper() or None,
+        payment_intent_id=text_or_none(payment_intent),
+        customer_email=text_or_none(details.get("email")) or text_or_none(data.get("customer_email")),
+        shipping_name=text_or_none(shipping.get("name")) or text_or_none(details.get("name")) or "",
+        shipping_address=mapping(shipping.get("address")) or mapping(details.get("address")),
+        metadata={str(key): str(value) for key, value in metadata.items()},
+        client_reference_id=text_or_none(data.get("client_reference_id")),
     )
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class Gateway:
@@ -119,6 +191,7 @@ class Gateway:
         timeout_seconds: float = 10,
         webhook_secret: str = "",
         webhook_tolerance: int = 300,
+        checkout_retries: int = 2,
     ) -> None:
         if not secret_key:
             raise PaymentError("STRIPE_SECRET_KEY is not set: payments are not configured.", retryable=False)
@@ -127,10 +200,18 @@ class Gateway:
             secret_key,
             stripe_version=api_version,
             base_addresses=base_addresses,
-            # Retries are ours to decide (the sweeper and the refund task come back later); a buyer waiting on
-            # the reserve button must get an answer within the timeout, not after several silent retries.
+            # Background calls (the sweeper, refunds) are retried by their periodic task, with backoff.
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=timeout_seconds),
+        )
+        # Opening a checkout is retried at once, briefly (the SDK waits 0.5 s, then 1 s): a buyer is waiting on
+        # the reserve button, and a 429 or 5xx at 10:00 should not cost them their numbers.
+        self.checkout_client = stripe.StripeClient(
+            secret_key,
+            stripe_version=api_version,
+            base_addresses=base_addresses,
+            max_network_retries=checkout_retries,
+            http_client=RetryingHTTPClient(timeout=timeout_seconds),
         )
         self.webhook_secret = webhook_secret
         self.webhook_tolerance = webhook_tolerance
@@ -177,7 +258,7 @@ class Gateway:
         return self.call(
             "create a checkout session",
             lambda: session_from_stripe(
-                self.client.v1.checkout.sessions.create(params, {"idempotency_key": idempotency_key})
+                self.checkout_client.v1.checkout.sessions.create(params, {"idempotency_key": idempotency_key})
             ),
         )
 
@@ -187,11 +268,35 @@ class Gateway:
             lambda: session_from_stripe(self.client.v1.checkout.sessions.retrieve(session_id)),
         )
 
+    def list_line_items(self, session_id: str) -> tuple[LineItem, ...]:
+        """The session's line items as the gateway charged them (one page of up to 100: a hold is smaller)."""
+        page = self.call(
+            "list a checkout session's line items",
+            lambda: self.client.v1.checkout.sessions.line_items.list(session_id, {"limit": 100}),
+        )
+        items = []
+        for item in to_plain(page).get("data") or []:
+            price = item.get("price") or {}
+            items.append(
+                LineItem(
+                    name=item.get("description") or "",
+                    unit_amount=price.get("unit_amount") or 0,
+                    quantity=item.get("quantity") or 0,
+                )
+            )
+        return tuple(items)
+
     def expire_session(self, session_id: str) -> CheckoutSession:
-        """Expire an open session so it can no longer be paid; SessionNotOpen if it is already complete/expired."""
+        """Expire an open session so it can no longer be paid.
+
+        Raises SessionNotOpen if it is already complete or expired, SessionGone if the gateway says for good that
+        there is no such session of ours, PaymentError otherwise.
+        """
         try:
             return session_from_stripe(self.client.v1.checkout.sessions.expire(session_id))
-        except stripe.InvalidRequestError as error:
+        except (stripe.PermissionError, stripe.InvalidRequestError) as error:
+            if error.http_status in (403, 404):
+                raise SessionGone(f"Checkout Session {session_id}: {error.user_message or error}") from error
             # Stripe refuses to expire a session that is not open; find out what it is instead.
             current = self.retrieve_session(session_id)
             if current.status != "open":
@@ -209,20 +314,38 @@ class Gateway:
         return RefundResult(id=refund.id, status=refund.status)
 
     def verify_event(self, payload: bytes, signature: str | None) -> dict[str, Any]:
-        """Check a webhook's Stripe-Signature and return the event as a plain dict."""
+        """Check a webhook's Stripe-Signature and return the event as a plain dict.
+
+        Raises SignatureError for a missing, wrong, old or future-dated signature (timestamps come from Stripe's
+        real clock, so this uses the real one too), MalformedEvent for a signed body that is not an event object
+        with an id, a type and a `data.object`.
+        """
         if not signature:
             raise SignatureError("Missing Stripe-Signature header")
         if not self.webhook_secret:
             raise SignatureError("STRIPE_WEBHOOK_SECRET is not set; refusing unverified webhooks")
         try:
-            event = stripe.Webhook.construct_event(
-                payload, signature, self.webhook_secret, tolerance=self.webhook_tolerance
-            )
+            text = payload.decode("utf-8")
+            stripe.WebhookSignature.verify_header(text, signature, self.webhook_secret, self.webhook_tolerance)
+        except UnicodeDecodeError as error:
+            raise SignatureError("The payload is not UTF-8 text") from error
         except stripe.SignatureVerificationError as error:
             raise SignatureError(str(error)) from error
+        timestamp = signature_timestamp(signature)
+        if timestamp is None or timestamp > time.time() + self.webhook_tolerance:
+            raise SignatureError("The signature's timestamp is in the future")
+        try:
+            event = json.loads(text)
         except ValueError as error:
-            raise SignatureError(f"Unreadable payload: {error}") from error
-        return to_plain(event)
+            raise MalformedEvent(f"Unreadable payload: {error}") from error
+        if not isinstance(event, dict):
+            raise MalformedEvent("The event is not a JSON object")
+        data = event.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+            raise MalformedEvent("The event has no data.object")
+        if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str) or not event["id"]:
+            raise MalformedEvent("The event has no id or type")
+        return event
 
     def call(self, action: str, request):
         try:
@@ -232,7 +355,13 @@ class Gateway:
 
     @staticmethod
     def translate(action: str, error: stripe.StripeError) -> PaymentError:
-        retryable = isinstance(error, stripe.APIConnectionError | stripe.APIError | stripe.RateLimitError)
+        # A 409 (the same idempotency key still in flight elsewhere), a 429 or a 5xx means "ask again", not "no".
+        # A 400 idempotency error (the key reused with other parameters) will not mend itself: it is final.
+        retryable = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
+            error.http_status in (409, 429) or (error.http_status or 0) >= 500
+        )
+        if error.http_status is None and isinstance(error, stripe.APIError):
+            retryable = True
         log.warning("Stripe failed to %s: %s (%s)", action, error.user_message or error, type(error).__name__)
         return PaymentError(f"Could not {action}: {error.user_message or error}", retryable=retryable)
 
@@ -248,6 +377,7 @@ def gateway(app: Flask | None = None) -> Gateway:
             api_base=app.config["STRIPE_API_BASE"],
             timeout_seconds=app.config["STRIPE_TIMEOUT_SECONDS"],
             webhook_secret=app.config["STRIPE_WEBHOOK_SECRET"],
+            checkout_retries=app.config["STRIPE_CHECKOUT_RETRIES"],
         )
         app.extensions["payments_gateway"] = existing
     return existing

@@ -16,6 +16,7 @@ from flask import Flask, current_app, has_app_context
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 
 import config as settings
+from storefront import clock, wakeups
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ def app_context() -> Iterator[Flask]:
 
 
 def run_with_session(work):
-    from storefront import clock
     from storefront.extensions import db
 
     with app_context():
@@ -68,34 +68,52 @@ def run_with_session(work):
             raise
 
 
+def run_with_gateway(work):
+    """Run `work(session, gateway, now)` in the app, with the app's payment gateway."""
+    from storefront.payments import gateway
+
+    return run_with_session(lambda session, now: work(session, gateway(), now))
+
+
+def once_per_period(name: str, work) -> None:
+    """Run a periodic task's work only if this run claims the current minute: every consumer's scheduler fires
+    periodic tasks, so with N workers each would otherwise run N times a minute."""
+    from storefront.periodic import claim_period
+
+    if run_with_session(lambda session, now: claim_period(session, name, now)):
+        work()
+
+
 @huey.periodic_task(crontab(minute="*"))
 def sweep_holds() -> None:
-    """End holds whose time has passed (expiring their Stripe session first)."""
-    from storefront.payment_flows import sweep_expired_holds
+    """End holds whose time has passed (closing their Stripe session first), and cancels waiting on Stripe."""
+    from storefront.checkout.flows import sweep_holds as sweep
 
-    report = run_with_session(sweep_expired_holds)
-    if report.released or report.fulfilled or report.failed:
-        log.info("Sweep: %s released, %s fulfilled, %s to retry", report.released, report.fulfilled, report.failed)
+    def run() -> None:
+        report = run_with_gateway(lambda session, gateway, now: sweep(session, gateway, now, clock.now))
+        if report.released or report.fulfilled or report.failed:
+            log.info("Sweep: %s released, %s fulfilled, %s to retry", report.released, report.fulfilled, report.failed)
+
+    once_per_period("sweep_holds", run)
 
 
 @huey.task()
 def process_refund(refund_id: int) -> None:
-    """Send one recorded refund to the gateway."""
-    from storefront.payment_flows import process_refund as send_refund
+    """Make an attempt at one recorded refund (a no-op if another worker holds it or it is not due)."""
+    from storefront.checkout.flows import process_refund as send_refund
 
-    run_with_session(lambda session, now: send_refund(session, refund_id, now))
-    send_outbox()
+    run_with_gateway(lambda session, gateway, now: send_refund(session, gateway, refund_id, now))
 
 
 @huey.periodic_task(crontab(minute="*"))
 def retry_refunds() -> None:
-    """Try again every refund the gateway has not accepted yet."""
-    from storefront.payment_flows import pending_refund_ids
-    from storefront.payment_flows import process_refund as send_refund
+    """Try again every refund that is due: waiting out its backoff, or abandoned by a worker that died."""
+    from storefront.checkout.flows import retry_due_refunds
 
-    for refund_id in run_with_session(lambda session, now: pending_refund_ids(session)):
-        run_with_session(lambda session, now, refund_id=refund_id: send_refund(session, refund_id, now))
-    send_outbox()
+    once_per_period(
+        "retry_refunds",
+        lambda: run_with_gateway(lambda session, gateway, now: retry_due_refunds(session, gateway, now, clock.now)),
+    )
 
 
 @huey.task()
@@ -114,4 +132,14 @@ def send_outbox() -> None:
 @huey.periodic_task(crontab(minute="*"))
 def send_outbox_periodically() -> None:
     """Catch mail whose wake-up was lost (a worker restart, a failed SMTP server)."""
-    send_outbox.call_local()
+    once_per_period("send_outbox", send_outbox.call_local)
+
+
+@wakeups.mail_queued.connect
+def wake_mail_sender(_sender=None, **_kwargs) -> None:
+    send_outbox()
+
+
+@wakeups.refund_queued.connect
+def wake_refund_sender(refund_id: int, **_kwargs) -> None:
+    process_refund(refund_id)

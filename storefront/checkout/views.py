@@ -1,13 +1,15 @@
 import logging
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from storefront import clock, payment_flows
-from storefront.checkout import bp
+from storefront import clock
+from storefront.checkout import bp, flows
 from storefront.extensions import db
-from storefront.models import Hold, HoldStatus, Order
+from storefront.models import Hold, HoldStatus, Order, UnmatchedPayment
 from storefront.payments import PaymentError, gateway
+from storefront.shop.views import finish_cancel, get_hold_or_404
+from storefront.unit_of_work import end_read
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,7 @@ def show_success():
         abort(404, description="We could not find this checkout. If you paid, your confirmation email has the order.")
     order = find_order(session_id)
     if order is None:
-        # End the read first: nothing stays open while we wait on the network, and on SQLite fulfilment must begin
-        # its own (write) transaction.
-        db.session.commit()
+        end_read(db.session)  # nothing stays open while we wait on the network
         try:
             checkout = gateway().retrieve_session(session_id)
         except PaymentError as error:
@@ -31,8 +31,14 @@ def show_success():
             checkout = None
         if checkout is not None and checkout.is_paid:
             # Fulfilment is idempotent, so confirming here and in the webhook gives one order either way.
-            payment_flows.complete_checkout(db.session, checkout, clock.now())
+            try:
+                flows.complete_checkout(db.session, gateway(), checkout, clock.now())
+            except PaymentError as error:
+                log.warning("Success page could not confirm %s yet: %s", session_id, error)
             order = find_order(session_id)
+    if order is None and find_unmatched(session_id) is not None:
+        # Paid, but not what the shop asked for: it is being refunded. Say so instead of "confirming" for ever.
+        return render_template("checkout/show_unmatched.html", hold=hold), 200
     if order is None:
         # Paid but not yet confirmed, or the gateway is slow: the page refreshes itself.
         return render_template("checkout/show_pending.html", hold=hold), 202
@@ -43,15 +49,23 @@ def find_order(session_id: str) -> Order | None:
     return db.session.scalar(select(Order).where(Order.checkout_session_id == session_id))
 
 
+def find_unmatched(session_id: str) -> UnmatchedPayment | None:
+    return db.session.scalar(select(UnmatchedPayment).where(UnmatchedPayment.checkout_session_id == session_id))
+
+
 @bp.get("/cancel/<token>")
+def confirm_cancel(token: str):
+    """Where Stripe's back link lands: ask before letting the numbers go (a link preview must not cancel a hold)."""
+    hold = get_hold_or_404(token)
+    if hold.status != HoldStatus.ACTIVE:
+        return redirect(url_for("shop.show_hold", token=token), code=303)
+    response = render_template(
+        "checkout/confirm_cancel.html", hold=hold, release=hold.release, batch=hold.release.batch
+    )
+    return response, 200, {"Cache-Control": "private, no-store"}
+
+
+@bp.post("/cancel/<token>")
 def cancel_checkout(token: str):
-    """The buyer left Stripe's page: release their numbers at once."""
-    hold = db.session.scalar(select(Hold).where(Hold.token == token))
-    if hold is None:
-        abort(404, description="This hold does not exist.")
-    release_slug = hold.release.slug
-    hold = payment_flows.release_for_cancel(db.session, hold, clock.now())
-    if hold.status == HoldStatus.CONVERTED:
-        return redirect(url_for("checkout.show_success", session_id=hold.payment_session_id), code=303)
-    flash("Checkout cancelled. Your numbers are back on sale.", "info")
-    return redirect(url_for("shop.show_release", slug=release_slug), code=303)
+    """The buyer confirmed leaving Stripe's page: close it and put their numbers back on sale."""
+    return finish_cancel(get_hold_or_404(token))

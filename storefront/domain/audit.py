@@ -6,13 +6,27 @@ Each check is one query that returns offending rows, so the auditor stays fast o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from storefront.domain.inventory import is_reclaimable
-from storefront.models import Hold, HoldStatus, Order, OrderStatus, Refund, RefundStatus, Release, Unit, UnitStatus
+from storefront.models import (
+    Hold,
+    HoldStatus,
+    Order,
+    OrderStatus,
+    Refund,
+    RefundStatus,
+    Release,
+    Unit,
+    UnitStatus,
+    UnmatchedPayment,
+)
+
+# The sweeper ends a hold within a minute or two of its time (its session closed first); an hour means it is stuck.
+HOLD_OVERDUE_AFTER = timedelta(hours=1)
 
 
 def audit(session: Session, now: datetime) -> list[str]:
@@ -128,11 +142,13 @@ def release_not_oversold(session: Session, _now: datetime) -> list[str]:
 
 def buyers_within_limit(session: Session, now: datetime) -> list[str]:
     live_holds = (
-        select(Hold.release_id, Hold.buyer_email.label("email"), Hold.quantity)
+        select(Hold.release_id, Hold.buyer_key.label("email"), Hold.quantity)
         .where(Hold.status == HoldStatus.ACTIVE)
         .where(~is_reclaimable(now))
     )
-    paid = select(Order.release_id, Order.email.label("email"), Order.quantity).where(Order.status == OrderStatus.PAID)
+    paid = select(Order.release_id, Order.buyer_key.label("email"), Order.quantity).where(
+        Order.status == OrderStatus.PAID
+    )
     owned = live_holds.union_all(paid).subquery()
     total = func.sum(owned.c.quantity)
     rows = session.execute(
@@ -145,14 +161,13 @@ def buyers_within_limit(session: Session, now: datetime) -> list[str]:
 
 
 def paid_orders_match_their_payment(session: Session, _now: datetime) -> list[str]:
+    """Each paid order was paid its units at the price they sold for (kept on the order: prices may change)."""
     rows = session.execute(
-        select(
-            Order.reference, Order.amount_total, Order.quantity, Release.price_amount, Order.currency, Release.currency
-        )
+        select(Order.reference, Order.amount_total, Order.quantity, Order.unit_amount, Order.currency, Release.currency)
         .join(Release, Release.id == Order.release_id)
         .where(
             Order.status == OrderStatus.PAID,
-            or_(Order.amount_total != Order.quantity * Release.price_amount, Order.currency != Release.currency),
+            or_(Order.amount_total != Order.quantity * Order.unit_amount, Order.currency != Release.currency),
         )
     ).all()
     return [
@@ -162,16 +177,23 @@ def paid_orders_match_their_payment(session: Session, _now: datetime) -> list[st
 
 
 def every_paid_session_has_an_order(session: Session, _now: datetime) -> list[str]:
-    """A hold the gateway reported paid must have become an order (with units, or with a refund)."""
+    """A hold the gateway reported paid must have become an order (with units, or with a refund), or have been
+    recorded as an unmatched payment (refunded)."""
     rows = session.execute(
         select(Hold.id, Hold.payment_session_id)
         .outerjoin(Order, Order.checkout_session_id == Hold.payment_session_id)
-        .where(Hold.payment_status == "paid", Hold.payment_session_id.is_not(None), Order.id.is_(None))
+        .outerjoin(UnmatchedPayment, UnmatchedPayment.checkout_session_id == Hold.payment_session_id)
+        .where(
+            Hold.payment_status == "paid",
+            Hold.payment_session_id.is_not(None),
+            Order.id.is_(None),
+            UnmatchedPayment.id.is_(None),
+        )
     ).all()
     return [f"hold {h}: session {sid} was paid but has no order" for h, sid in rows]
 
 
-def refunds_are_on_their_way(session: Session, _now: datetime) -> list[str]:
+def refunds_are_on_their_way(session: Session, now: datetime) -> list[str]:
     """An order being refunded has a refund in flight; a refund the gateway refused for good needs a person."""
     problems = []
     without_refund = session.execute(
@@ -186,7 +208,46 @@ def refunds_are_on_their_way(session: Session, _now: datetime) -> list[str]:
         .where(Refund.status == RefundStatus.FAILED, Order.status != OrderStatus.REFUNDED)
     ).all()
     problems += [f"order {ref}: refund failed for good ({error}); refund it by hand" for ref, error in failed]
+    unmatched_failed = session.execute(
+        select(UnmatchedPayment.checkout_session_id, Refund.last_error)
+        .join(Refund, Refund.unmatched_payment_id == UnmatchedPayment.id)
+        .where(Refund.status == RefundStatus.FAILED)
+    ).all()
+    problems += [
+        f"unmatched payment {sid}: refund failed for good ({error}); refund it by hand"
+        for sid, error in unmatched_failed
+    ]
+    stuck = session.execute(
+        select(Refund.id, Refund.status, Refund.retry_until).where(
+            Refund.status.in_([RefundStatus.PENDING, RefundStatus.SENDING]),
+            Refund.retry_until < now - HOLD_OVERDUE_AFTER,
+        )
+    ).all()
+    problems += [f"refund {r}: still {status} after its retries ended at {until}" for r, status, until in stuck]
     return problems
+
+
+def unmatched_payments_are_refunded(session: Session, _now: datetime) -> list[str]:
+    """A payment bound to no hold of ours never owns units and always has its money on the way back."""
+    rows = session.execute(
+        select(UnmatchedPayment.checkout_session_id)
+        .outerjoin(Refund, Refund.unmatched_payment_id == UnmatchedPayment.id)
+        .where(UnmatchedPayment.amount > 0, UnmatchedPayment.payment_intent_id.is_not(None), Refund.id.is_(None))
+    ).all()
+    return [f"unmatched payment {sid}: no refund is recorded" for (sid,) in rows]
+
+
+def holds_end_in_time(session: Session, now: datetime) -> list[str]:
+    """A hold still active long after its time is stuck: its units are neither on sale nor sold."""
+    rows = session.execute(
+        select(Hold.id, Hold.expires_at, Hold.payment_session_id).where(
+            Hold.status == HoldStatus.ACTIVE, Hold.expires_at < now - HOLD_OVERDUE_AFTER
+        )
+    ).all()
+    return [
+        f"hold {h}: still active {now - expires_at} after its time (session {sid or 'none'}); is the sweeper running?"
+        for h, expires_at, sid in rows
+    ]
 
 
 CHECKS = [
@@ -201,4 +262,6 @@ CHECKS = [
     paid_orders_match_their_payment,
     every_paid_session_has_an_order,
     refunds_are_on_their_way,
+    unmatched_payments_are_refunded,
+    holds_end_in_time,
 ]

@@ -2,10 +2,17 @@
 
 The payment may be reported by the webhook, by the success page asking the gateway, or by the sweeper finding a
 session complete; any of them may come twice, late, or after the hold was released. Every path calls
-`fulfil_paid_checkout()`, which is idempotent on the checkout session id (backed by a unique constraint).
+`fulfil_paid_checkout()`, which is idempotent on the checkout session id (backed by unique constraints).
 
-A buyer who paid is never left without a unit or a refund: if their held numbers went to someone else, they get
-other free numbers of the same release; if there are not enough, the order is recorded and a refund is queued.
+A verified payment is authentic, not necessarily ours. It converts a hold only when it is bound to it: it is the
+session the shop opened for that hold (its id recorded on the hold, or, before the id is recorded, its reference,
+metadata and line items are exactly what the shop asked for), at the amount and currency the shop asked for.
+Anything else that claims to pay one of our holds is recorded as an `UnmatchedPayment`, refunded, and never
+touches anyone's units.
+
+A buyer who paid is never left without a unit or a refund: if their hold ended before the payment arrived they
+get their own numbers back when those are still free, else other free numbers of the same release, else the
+order is recorded and a refund is queued.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storefront.database import begin_write_transaction
+from storefront.database import require_write_transaction
 from storefront.domain.inventory import (
     HoldBroken,
     HoldNotActive,
@@ -28,10 +35,22 @@ from storefront.domain.inventory import (
     lock_buyer,
     lock_hold,
     reclaim_expired_holds,
+    release_hold,
     take_lowest,
+    take_numbers,
     units_owned,
 )
-from storefront.models import Hold, HoldStatus, Order, OrderStatus, Refund, RefundStatus, Release
+from storefront.domain.refunds import queue_refund
+from storefront.models import Hold, HoldStatus, Order, Refund, Release, UnmatchedPayment
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One line of a checkout: what the shop asks the gateway to charge, and what it reads back."""
+
+    name: str
+    unit_amount: int
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,56 +58,106 @@ class PaidCheckout:
     """A completed, paid checkout as the gateway reported it."""
 
     session_id: str
-    hold_id: int | None
     payment_intent_id: str | None
     amount_total: int
     currency: str
     email: str
+    # What the session says of itself: the hold it claims to pay for (metadata) and the reference we gave it.
+    claimed_hold_id: int | None = None
+    client_reference_id: str | None = None
     shipping_name: str = ""
     shipping_address: dict[str, Any] = field(default_factory=dict)
+    # Read from the gateway only when the session is not yet recorded on any hold (see `binding_needs_line_items`).
+    line_items: tuple[LineItem, ...] | None = None
 
 
 class Outcome(StrEnum):
-    CONVERTED = "converted"  # the held numbers are sold to the buyer
-    ALREADY_DONE = "already_done"  # this payment was fulfilled before; nothing changed
-    REASSIGNED = "reassigned"  # the held numbers were gone; other free numbers were sold instead
+    CONVERTED = "converted"  # the buyer got the numbers they held
+    ALREADY_DONE = "already_done"  # this payment was handled before; nothing changed
+    REASSIGNED = "reassigned"  # some of the held numbers were gone; other free numbers were sold instead
     REFUND_NEEDED = "refund_needed"  # no numbers left; the order is recorded and a refund is queued
-    UNKNOWN_HOLD = "unknown_hold"  # the session names no hold of ours: refund it, a person should look
+    UNMATCHED = "unmatched"  # not bound to the hold it names: recorded, refunded, nobody's units touched
 
 
 @dataclass(frozen=True)
 class Fulfilment:
     outcome: Outcome
-    order: Order
+    order: Order | None = None
     refund: Refund | None = None
+    unmatched: UnmatchedPayment | None = None
+
+
+def client_reference(hold_id: int) -> str:
+    """The reference the shop gives the session it opens for a hold."""
+    return f"hold-{hold_id}"
+
+
+def line_item_name(release: Release, number: int) -> str:
+    batch = release.batch
+    return f"Batch {batch.code} {batch.product.name} — No. {number} of {release.total_units}"
+
+
+def expected_line_items(release: Release, hold: Hold) -> tuple[LineItem, ...]:
+    """The line items the shop asked for when it opened this hold's session: one per held number."""
+    return tuple(LineItem(line_item_name(release, number), hold.unit_amount) for number in hold.checkout_numbers or ())
+
+
+def record_checkout_request(session: Session, hold: Hold, numbers: list[int], unit_amount: int, currency: str) -> None:
+    """Remember what the shop is about to ask the gateway for: the only payment that may convert this hold."""
+    require_write_transaction(session)
+    hold.checkout_numbers = list(numbers)
+    hold.unit_amount = unit_amount
+    hold.expected_amount = unit_amount * len(numbers)
+    hold.payment_currency = currency.upper()
+    session.flush()
+
+
+def binding_needs_line_items(session: Session, paid: PaidCheckout) -> bool:
+    """Whether binding this payment needs its line items: it names a hold that has not recorded its session yet."""
+    if paid.claimed_hold_id is None:
+        return False
+    recorded = session.scalar(select(Hold.id).where(Hold.payment_session_id == paid.session_id))
+    return recorded is None
+
+
+def claims_to_be_ours(paid: PaidCheckout) -> bool:
+    """A session that names none of our holds belongs to another integration on the same account: not ours."""
+    return paid.claimed_hold_id is not None or (paid.client_reference_id or "").startswith("hold-")
 
 
 def fulfil_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) -> Fulfilment | None:
     """Record the order for a paid checkout and give it its units (or queue its refund). Idempotent.
 
-    Returns None when the checkout names no hold of this shop (another integration on the same Stripe account).
+    Returns None when the checkout does not claim to be the shop's (another integration on the same account).
     """
-    begin_write_transaction(session)
-    existing = session.scalar(select(Order).where(Order.checkout_session_id == paid.session_id))
-    if existing is not None:
-        return Fulfilment(Outcome.ALREADY_DONE, existing)
+    require_write_transaction(session)
+    done = already_handled(session, paid.session_id)
+    if done is not None:
+        return done
 
-    hold = find_hold(session, paid)
-    if hold is None:
+    hold, mismatch = bind_payment(session, paid)
+    if hold is None and mismatch is None:
         return None
+    if mismatch is not None:
+        return record_unmatched_payment(session, paid, hold, mismatch, now)
+
     hold = lock_hold(session, hold.id)
-    # Whoever held the lock before us may have fulfilled this very payment (webhook and success page racing).
-    existing = session.scalar(select(Order).where(Order.checkout_session_id == paid.session_id))
-    if existing is not None:
-        return Fulfilment(Outcome.ALREADY_DONE, existing)
+    # Whoever held the lock before us may have handled this very payment (webhook and success page racing).
+    done = already_handled(session, paid.session_id)
+    if done is not None:
+        return done
     release = session.get(Release, hold.release_id)
+    if hold.payment_session_id is None:
+        hold.payment_session_id = paid.session_id  # bound by reference, metadata, line items and amount
     order = Order(
         release_id=release.id,
-        # The hold's email, not the one typed on Stripe's page: the per-customer limit is counted by it.
+        # The hold's email and key, not the one typed on Stripe's page: the per-customer limit is counted by them.
         email=hold.buyer_email,
+        buyer_key=hold.buyer_key,
         quantity=hold.quantity,
+        unit_amount=hold.unit_amount,
         amount_total=paid.amount_total,
-        currency=paid.currency.upper(),
+        currency=hold.payment_currency,
         checkout_session_id=paid.session_id,
         payment_intent_id=paid.payment_intent_id,
         shipping_name=paid.shipping_name,
@@ -112,20 +181,89 @@ def fulfil_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) ->
     return reassign_or_refund(session, hold, release, order, now)
 
 
-def find_hold(session: Session, paid: PaidCheckout) -> Hold | None:
+def already_handled(session: Session, session_id: str) -> Fulfilment | None:
+    order = session.scalar(select(Order).where(Order.checkout_session_id == session_id))
+    if order is not None:
+        return Fulfilment(Outcome.ALREADY_DONE, order)
+    unmatched = session.scalar(select(UnmatchedPayment).where(UnmatchedPayment.checkout_session_id == session_id))
+    if unmatched is not None:
+        return Fulfilment(Outcome.ALREADY_DONE, unmatched=unmatched)
+    return None
+
+
+def bind_payment(session: Session, paid: PaidCheckout) -> tuple[Hold | None, str | None]:
+    """Find the hold this payment is bound to; or the hold it claims and why it is not bound to it.
+
+    (hold, None): bound. (hold or None, reason): claims to be ours but is not bound. (None, None): not ours.
+    """
     hold = session.scalar(select(Hold).where(Hold.payment_session_id == paid.session_id))
-    if hold is None and paid.hold_id is not None:
-        hold = session.get(Hold, paid.hold_id)
-    return hold
+    if hold is None:
+        if not claims_to_be_ours(paid):
+            return None, None
+        hold = session.get(Hold, paid.claimed_hold_id) if paid.claimed_hold_id is not None else None
+        if hold is None:
+            return None, f"names hold {paid.claimed_hold_id or paid.client_reference_id}, which does not exist"
+        if hold.payment_session_id is not None:
+            return hold, f"names hold {hold.id}, whose own session is {hold.payment_session_id}"
+        if hold.expected_amount is None:
+            return hold, f"names hold {hold.id}, for which the shop never opened a checkout"
+        if paid.client_reference_id != client_reference(hold.id):
+            return hold, f"names hold {hold.id} but carries the reference {paid.client_reference_id!r}"
+        release = session.get(Release, hold.release_id)
+        if paid.line_items != expected_line_items(release, hold):
+            return hold, f"names hold {hold.id} but its line items are not the ones the shop asked for"
+    if paid.amount_total != hold.expected_amount or (paid.currency or "").upper() != hold.payment_currency:
+        return hold, (
+            f"paid {paid.amount_total} {paid.currency} where the shop asked for "
+            f"{hold.expected_amount} {hold.payment_currency}"
+        )
+    return hold, None
+
+
+def record_unmatched_payment(
+    session: Session, paid: PaidCheckout, claimed: Hold | None, reason: str, now: datetime
+) -> Fulfilment:
+    """Keep a payment we did not ask for apart from every unit, and send the money back."""
+    unmatched = UnmatchedPayment(
+        checkout_session_id=paid.session_id,
+        payment_intent_id=paid.payment_intent_id,
+        amount=paid.amount_total,
+        currency=(paid.currency or "").upper()[:3],
+        email=paid.email or "",
+        claimed_hold_id=claimed.id if claimed is not None else None,
+        reason=reason,
+        created_at=now,
+    )
+    session.add(unmatched)
+    session.flush()
+    if claimed is not None and claimed.payment_session_id == paid.session_id:
+        # The hold's own session was paid wrongly: it can never be paid rightly now, so the hold ends.
+        claimed = lock_hold(session, claimed.id)
+        claimed.payment_status = "mismatch"
+        if claimed.status == HoldStatus.ACTIVE:
+            release_hold(session, claimed, now, reason="payment_mismatch")
+    refund = None
+    if paid.payment_intent_id and paid.amount_total > 0:
+        refund = queue_refund(
+            session,
+            paid.payment_intent_id,
+            paid.amount_total,
+            unmatched.currency,
+            "unmatched_payment",
+            now,
+            unmatched=unmatched,
+        )
+    return Fulfilment(Outcome.UNMATCHED, unmatched=unmatched, refund=refund)
 
 
 def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Order, now: datetime) -> Fulfilment:
-    """The buyer paid for a hold whose numbers are gone: give them other free numbers, or their money back.
+    """The buyer paid for a hold that had ended: their own numbers if still free, else others, else their money.
 
     Other numbers are given only within the per-customer limit (the buyer may have reserved again meanwhile).
     """
-    lock_buyer(session, release.id, hold.buyer_email)
-    within_limit = units_owned(session, release.id, hold.buyer_email, now) + hold.quantity <= release.per_customer_limit
+    lock_buyer(session, release.id, hold.buyer_key)
+    within_limit = units_owned(session, release.id, hold.buyer_key, now) + hold.quantity <= release.per_customer_limit
+    own_numbers = sorted(hold.checkout_numbers or [])
     try:
         if not within_limit:
             # The buyer has since reserved or bought others of this run: more would pass the producer's limit.
@@ -135,24 +273,32 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
             replacement = Hold(
                 release_id=release.id,
                 buyer_email=hold.buyer_email,
+                buyer_key=hold.buyer_key,
                 quantity=hold.quantity,
                 status=HoldStatus.ACTIVE,
                 created_at=now,
                 expires_at=now,
                 payment_status="paid",
+                unit_amount=hold.unit_amount,
+                expected_amount=hold.expected_amount,
+                payment_currency=hold.payment_currency,
             )
             session.add(replacement)
             session.flush()
-            taken = take_lowest(session, release.id, hold.quantity, replacement)
+            taken = take_numbers(session, release.id, own_numbers, replacement)
+            if len(taken) < hold.quantity:
+                taken += take_lowest(session, release.id, hold.quantity - len(taken), replacement)
             if len(taken) < hold.quantity:
                 raise HoldBroken(f"only {len(taken)} free")
+            taken = sorted(taken)
+            replacement.checkout_numbers = taken
             order.hold_id = replacement.id
-            order.note = (
-                f"Paid after its hold had ended and its numbers had gone to other buyers; "
-                f"No. {', '.join(str(number) for number in taken)} assigned instead."
+            changed = taken != own_numbers
+            order.note = f"Paid after its hold had ended; No. {', '.join(str(number) for number in taken)} " + (
+                "assigned instead, its own numbers having gone to other buyers." if changed else "still free."
             )
             convert(session, replacement, order, now)
-        return Fulfilment(Outcome.REASSIGNED, order)
+        return Fulfilment(Outcome.REASSIGNED if changed else Outcome.CONVERTED, order)
     except (HoldBroken, HoldNotActive):
         pass  # the savepoint is rolled back: no units taken, no replacement hold
 
@@ -163,58 +309,7 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
     )
     session.add(order)
     session.flush()
-    refund = queue_refund(session, order, "units_unavailable", now)
-    return Fulfilment(Outcome.REFUND_NEEDED, order, refund)
-
-
-def queue_refund(session: Session, order: Order, reason: str, now: datetime) -> Refund:
-    """Record that an order's money goes back; the worker sends it to the gateway (and retries)."""
-    refund = Refund(
-        order_id=order.id,
-        amount=order.amount_total,
-        currency=order.currency,
-        reason=reason,
-        status=RefundStatus.PENDING,
-        created_at=now,
-        updated_at=now,
+    refund = queue_refund(
+        session, order.payment_intent_id, order.amount_total, order.currency, "units_unavailable", now, order=order
     )
-    session.add(refund)
-    order.status = OrderStatus.REFUNDING
-    session.flush()
-    return refund
-
-
-def record_refund_sent(session: Session, refund: Refund, gateway_refund_id: str, now: datetime) -> None:
-    """The gateway accepted the refund."""
-    refund.status = RefundStatus.SUCCEEDED
-    refund.gateway_refund_id = gateway_refund_id
-    refund.attempts += 1
-    refund.updated_at = now
-    mark_order_refunded(refund.order, now)
-    session.flush()
-
-
-def record_refund_failure(session: Session, refund: Refund, error: str, now: datetime, *, final: bool) -> None:
-    """The gateway failed; a retryable failure is tried again by the worker, a final one waits for a person."""
-    refund.attempts += 1
-    refund.last_error = error
-    refund.updated_at = now
-    if final:
-        refund.status = RefundStatus.FAILED
-    session.flush()
-
-
-def record_charge_refunded(session: Session, payment_intent_id: str, fully: bool, now: datetime) -> Order | None:
-    """The gateway reports money returned on a payment (from the shop or from Stripe's dashboard)."""
-    order = session.scalar(select(Order).where(Order.payment_intent_id == payment_intent_id))
-    if order is None or not fully:
-        return order
-    mark_order_refunded(order, now)
-    session.flush()
-    return order
-
-
-def mark_order_refunded(order: Order, now: datetime) -> None:
-    """A refunded order keeps its units, retired from sale: a refund is not a restock by default."""
-    order.status = OrderStatus.REFUNDED
-    order.refunded_at = order.refunded_at or now
+    return Fulfilment(Outcome.REFUND_NEEDED, order, refund)

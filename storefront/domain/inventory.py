@@ -1,9 +1,10 @@
 """The reservation engine: claim numbered units, hold them while the buyer pays, sell them exactly once.
 
-Every function here runs inside the caller's transaction and only flushes; the edge (view, webhook, task) commits.
-`claim()` must start its own transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE), on
-PostgreSQL it locks only the unit rows it takes (FOR UPDATE SKIP LOCKED), so buyers claim different units in
-parallel, and one advisory lock per (release, buyer) so one buyer's parallel requests cannot pass the limit.
+Every function here runs inside the edge's write transaction (`storefront.unit_of_work.write_transaction`) and only
+flushes; it asserts that the transaction is open and never begins or commits. On SQLite that transaction holds the
+write lock from its start (BEGIN IMMEDIATE); on PostgreSQL a claim locks only the unit rows it takes (FOR UPDATE
+SKIP LOCKED), so buyers claim different units in parallel, and one advisory lock per (release, buyer key) so one
+buyer's parallel requests cannot pass the limit.
 
 Lock order, always: a hold's row first, then its units. Whoever changes a hold's units (release, convert, reclaim)
 holds that hold's row lock, so they never deadlock with each other.
@@ -12,13 +13,14 @@ holds that hold's row lock, so they never deadlock with each other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from storefront.database import begin_write_transaction
+from storefront.database import require_write_transaction
+from storefront.domain.buyers import buyer_key
 from storefront.domain.errors import DomainError
 from storefront.models import Hold, HoldStatus, Order, OrderStatus, Release, Unit, UnitStatus
 
@@ -73,17 +75,19 @@ class HoldBroken(DomainError):
 
 @dataclass(frozen=True)
 class Buyer:
-    """Who is claiming: an email always; a customer account id once accounts exist."""
+    """Who is claiming: the email they typed (mail goes there) and the canonical key the limit counts by.
+
+    The key defaults to `buyer_key(email)` (plus-tags folded); the edge passes it explicitly to honour the shop's
+    setting. A customer account id joins it once accounts exist.
+    """
 
     email: str
+    key: str = field(default="")
 
-    @property
-    def key(self) -> str:
-        return normalise_email(self.email)
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "email", self.email.strip())
+        if not self.key:
+            object.__setattr__(self, "key", buyer_key(self.email))
 
 
 def is_reclaimable(now: datetime):
@@ -110,7 +114,7 @@ def claim(
     Takes the lowest free numbers, or exactly `number` when the buyer picked one. Raises NotOnSale, SoldOut,
     LimitReached, NumberTaken or InvalidClaim; on any error the caller rolls back and nothing has changed.
     """
-    begin_write_transaction(session)
+    require_write_transaction(session)
     release = session.get(Release, release_id)
     if release is None:
         raise InvalidClaim("This release does not exist.")
@@ -130,7 +134,8 @@ def claim(
     reclaim_expired_holds(session, release.id, now)
     hold = Hold(
         release_id=release.id,
-        buyer_email=buyer.key,
+        buyer_email=buyer.email,
+        buyer_key=buyer.key,
         quantity=quantity,
         status=HoldStatus.ACTIVE,
         created_at=now,
@@ -199,7 +204,7 @@ def units_owned(session: Session, release_id: int, buyer_key: str, now: datetime
     held = session.scalar(
         select(func.coalesce(func.sum(Hold.quantity), 0)).where(
             Hold.release_id == release_id,
-            Hold.buyer_email == buyer_key,
+            Hold.buyer_key == buyer_key,
             Hold.status == HoldStatus.ACTIVE,
             ~is_reclaimable(now),
         )
@@ -207,7 +212,7 @@ def units_owned(session: Session, release_id: int, buyer_key: str, now: datetime
     bought = session.scalar(
         select(func.coalesce(func.sum(Order.quantity), 0)).where(
             Order.release_id == release_id,
-            Order.email == buyer_key,
+            Order.buyer_key == buyer_key,
             Order.status == OrderStatus.PAID,
         )
     )
@@ -223,7 +228,7 @@ def reclaim_expired_holds(session: Session, release_id: int, now: datetime, buye
     """
     expired = select(Hold.id).where(Hold.release_id == release_id, is_reclaimable(now))
     if buyer_key is not None:
-        expired = expired.where(Hold.buyer_email == buyer_key)
+        expired = expired.where(Hold.buyer_key == buyer_key)
     else:
         expired = expired.limit(RECLAIM_BATCH)
     hold_ids = list(session.scalars(expired.order_by(Hold.id).with_for_update()))
@@ -259,13 +264,20 @@ def take_lowest(session: Session, release_id: int, quantity: int, hold: Hold) ->
 
 def take_number(session: Session, release_id: int, number: int, hold: Hold) -> bool:
     """Move exactly unit `number` into `hold` if it is free; a concurrent claim of it makes this one lose."""
+    return take_numbers(session, release_id, [number], hold) == [number]
+
+
+def take_numbers(session: Session, release_id: int, numbers: Sequence[int], hold: Hold) -> list[int]:
+    """Move those of `numbers` that are free into `hold`; return the numbers taken."""
+    if not numbers:
+        return []
     statement = (
         update(Unit)
-        .where(Unit.release_id == release_id, Unit.number == number, UNIT_IS_AVAILABLE)
+        .where(Unit.release_id == release_id, Unit.number.in_(list(numbers)), UNIT_IS_AVAILABLE)
         .values(status=UnitStatus.HELD, hold_id=hold.id, held_until=hold.expires_at)
         .returning(Unit.number)
     )
-    return session.scalar(statement, execution_options={"synchronize_session": False}) is not None
+    return sorted(session.scalars(statement, execution_options={"synchronize_session": False}))
 
 
 def next_free_number(session: Session, release_id: int, wanted: int) -> int | None:
@@ -284,10 +296,11 @@ def free_units_of(session: Session, hold_ids: Sequence[int]) -> None:
 
 
 def end_holds(session: Session, hold_ids: Sequence[int], now: datetime, reason: str) -> None:
+    """Mark holds released; a reason asked for before (a cancel waiting on the gateway) wins over `reason`."""
     session.execute(
         update(Hold)
         .where(Hold.id.in_(hold_ids), Hold.status == HoldStatus.ACTIVE)
-        .values(status=HoldStatus.RELEASED, ended_at=now, end_reason=reason),
+        .values(status=HoldStatus.RELEASED, ended_at=now, end_reason=func.coalesce(Hold.end_requested, reason)),
         execution_options={"synchronize_session": False},
     )
 
@@ -308,8 +321,10 @@ def release_hold(
     """Put a hold's units back on sale (cancel, expiry, failed payment). Releasing twice is harmless.
 
     `payment_status` records what the gateway said of the hold's session (e.g. "expired"), when it said anything.
+    The reason recorded is the one asked for first (`end_requested`), else `reason`. Only
+    `storefront.checkout.flows.end_hold` calls this for a hold with a payment session, after closing the session.
     """
-    begin_write_transaction(session)
+    require_write_transaction(session)
     hold = lock_hold(session, hold.id)
     if payment_status is not None:
         hold.payment_status = payment_status
@@ -331,7 +346,7 @@ def convert(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
     Raises HoldNotActive if the hold was released or converted to another order, and HoldBroken if some of its
     units are gone (it expired and was reclaimed); in both cases the caller decides what the payment gets.
     """
-    begin_write_transaction(session)
+    require_write_transaction(session)
     hold = lock_hold(session, hold.id)
     if hold.status == HoldStatus.CONVERTED:
         if order.id is not None and order.hold_id == hold.id:
@@ -354,6 +369,16 @@ def convert(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
     hold.ended_at = now
     hold.end_reason = "paid"
     session.flush()
+    return hold
+
+
+def request_end(session: Session, hold_id: int, reason: str) -> Hold:
+    """Record why an active hold is ending, before the gateway is asked to close its session (first reason wins)."""
+    require_write_transaction(session)
+    hold = lock_hold(session, hold_id)
+    if hold.status == HoldStatus.ACTIVE and hold.end_requested is None:
+        hold.end_requested = reason
+        session.flush()
     return hold
 
 

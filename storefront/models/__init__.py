@@ -12,7 +12,15 @@ from storefront.models.catalog import (
 )
 from storefront.models.inventory import Hold, HoldStatus, Unit, UnitStatus
 from storefront.models.notifications import OutboxMessage
-from storefront.models.orders import Order, OrderStatus, PaymentEvent, Refund, RefundStatus
+from storefront.models.orders import (
+    Order,
+    OrderStatus,
+    PaymentEvent,
+    PeriodicRun,
+    Refund,
+    RefundStatus,
+    UnmatchedPayment,
+)
 
 __all__ = [
     "Base",
@@ -26,6 +34,7 @@ __all__ = [
     "OrderStatus",
     "OutboxMessage",
     "PaymentEvent",
+    "PeriodicRun",
     "Refund",
     "RefundStatus",
     "Product",
@@ -33,5 +42,6 @@ __all__ = [
     "ReleaseStatus",
     "UTCDateTime",
     "Unit",
+    "UnmatchedPayment",
     "UnitStatus",
 ]

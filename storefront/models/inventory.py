@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.clock import utcnow
@@ -42,7 +42,8 @@ class Hold(Base):
     __table_args__ = (
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('active', 'converted', 'released')", name="status_known"),
-        Index("ix_hold_buyer", "release_id", "buyer_email", "status"),
+        # The per-customer limit counts a buyer's holds by their canonical key, under one advisory lock.
+        Index("ix_hold_buyer", "release_id", "buyer_key", "status"),
         # Claims and the sweeper look for live holds past their time; ended holds never need scanning again.
         Index(
             "ix_hold_active_expiry",
@@ -57,7 +58,10 @@ class Hold(Base):
     # The buyer's handle on their hold in URLs: unguessable, unlike the id.
     token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
     release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    # The address as the buyer typed it (mail goes there), and the canonical key one mailbox always maps to
+    # (storefront.domain.buyers.buyer_key), by which the per-customer limit counts.
     buyer_email: Mapped[str] = mapped_column(String(320))
+    buyer_key: Mapped[str] = mapped_column(String(320))
     quantity: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -69,6 +73,14 @@ class Hold(Base):
     payment_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     payment_status: Mapped[str | None] = mapped_column(String(40))
     payment_url: Mapped[str | None] = mapped_column(String(2000))
+    # What the shop asked the gateway for when it opened the session: the one payment that may convert this hold.
+    expected_amount: Mapped[int | None]
+    unit_amount: Mapped[int | None]
+    payment_currency: Mapped[str | None] = mapped_column(String(3))
+    checkout_numbers: Mapped[list[int] | None] = mapped_column(JSON)
+    # Why the hold is ending, recorded before the gateway is asked to close the session: the first reason wins,
+    # so the expiry event a cancel causes cannot rewrite the cancel as "ran out of time".
+    end_requested: Mapped[str | None] = mapped_column(String(40))
     # A sweeper worker that is ending this hold with the gateway owns it until then; others skip it.
     sweep_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

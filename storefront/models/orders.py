@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.clock import utcnow
@@ -25,9 +25,12 @@ class OrderStatus(StrEnum):
 
 
 class RefundStatus(StrEnum):
-    PENDING = "pending"
+    """A refund is a leased state machine: pending -> sending -> succeeded, or back to pending, or failed."""
+
+    PENDING = "pending"  # waiting for its next attempt (`next_attempt_at`)
+    SENDING = "sending"  # one worker holds the lease (`lease_until`) and is asking the gateway
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the gateway refused for good; a person must look at it
+    FAILED = "failed"  # the gateway refused for good, or retries ran out: a person must look at it
 
 
 def new_order_reference() -> str:
@@ -44,7 +47,7 @@ class Order(Base):
         CheckConstraint("amount_total >= 0", name="amount_not_negative"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('paid', 'refunding', 'refunded')", name="status_known"),
-        Index("ix_order_buyer", "release_id", "email"),
+        Index("ix_order_buyer", "release_id", "buyer_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,7 +56,11 @@ class Order(Base):
     # One order per hold: a second fulfilment of the same payment fails on this constraint.
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("hold.id"), unique=True)
     email: Mapped[str] = mapped_column(String(320))
+    # The buyer's canonical key (storefront.domain.buyers), by which the per-customer limit counts.
+    buyer_key: Mapped[str] = mapped_column(String(320))
     quantity: Mapped[int]
+    # The price of one unit when it was sold: a later price change does not rewrite what this buyer paid.
+    unit_amount: Mapped[int]
     amount_total: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PAID)
@@ -72,17 +79,48 @@ class Order(Base):
     refunds: Mapped[list[Refund]] = relationship(back_populates="order", order_by="Refund.id")
 
 
+class UnmatchedPayment(Base):
+    """A payment the shop did not ask for in this form: not the session it opened for the hold it names, or
+    another amount or currency. It never touches anyone's units; it is refunded and logged for a person."""
+
+    __tablename__ = "unmatched_payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    email: Mapped[str] = mapped_column(String(320), default="")
+    # The hold the session claimed to pay for (its metadata), if it named one of ours.
+    claimed_hold_id: Mapped[int | None] = mapped_column(ForeignKey("hold.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    refunds: Mapped[list[Refund]] = relationship(back_populates="unmatched_payment", order_by="Refund.id")
+
+
 class Refund(Base):
     """Money going back to a buyer; recorded first, then sent to the gateway (and retried) by the worker."""
 
     __tablename__ = "refund"
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
+        CheckConstraint("status IN ('pending', 'sending', 'succeeded', 'failed')", name="status_known"),
+        # Money goes back either on an order or on a payment that never became one.
+        CheckConstraint("(order_id IS NULL) <> (unmatched_payment_id IS NULL)", name="one_payment"),
+        CheckConstraint("status <> 'sending' OR lease_until IS NOT NULL", name="sending_is_leased"),
+        Index(
+            "ix_refund_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"), index=True)
+    unmatched_payment_id: Mapped[int | None] = mapped_column(ForeignKey("unmatched_payment.id"), index=True)
+    payment_intent_id: Mapped[str] = mapped_column(String(255))
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(60))
@@ -90,10 +128,25 @@ class Refund(Base):
     gateway_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # The worker sending it owns it until `lease_until`; a crashed worker's refund is taken over after that.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Retries stop here (3 days after it was asked for) and a person is asked to look.
+    retry_until: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    order: Mapped[Order] = relationship(back_populates="refunds")
+    order: Mapped[Order | None] = relationship(back_populates="refunds")
+    unmatched_payment: Mapped[UnmatchedPayment | None] = relationship(back_populates="refunds")
+
+
+class PeriodicRun(Base):
+    """The last period each periodic task ran for: every worker's scheduler fires it, one run takes the period."""
+
+    __tablename__ = "periodic_run"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PaymentEvent(Base):

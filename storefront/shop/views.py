@@ -3,16 +3,17 @@
 from datetime import datetime, timedelta
 
 from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
-from flask import session as cookie_session
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from storefront import clock, payment_flows
+from storefront import clock
+from storefront.checkout import flows
+from storefront.checkout.flows import CheckoutUnavailable
+from storefront.domain.buyers import buyer_key
 from storefront.domain.errors import DomainError
 from storefront.domain.inventory import (
     Buyer,
-    HoldNotActive,
     LimitReached,
     NotOnSale,
     NumberTaken,
@@ -20,18 +21,17 @@ from storefront.domain.inventory import (
     claim,
     has_claimable_units,
     held_numbers,
-    release_hold,
 )
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
-from storefront.payment_flows import CheckoutUnavailable
+from storefront.payments import PaymentError, gateway
 from storefront.shop import bp
 from storefront.shop.forms import ReserveForm
+from storefront.unit_of_work import write_transaction
+from storefront.urls import external_url
 
 RECENTLY_SOLD_OUT_SHOWN = 6
-# Where the browser session keeps the last email a buyer reserved with, to fill in the form next time.
-BUYER_EMAIL_KEY = "buyer_email"
 
 
 def get_release_or_404(slug: str, *, with_batch: bool = True) -> Release:
@@ -103,12 +103,28 @@ def describe_refusal(refusal: DomainError, release: Release, now: datetime) -> t
 
 
 def hold_state(hold: Hold, now: datetime) -> str:
-    """Say what the buyer's hold is now: active, expired (time is up), ended (released) or paid."""
+    """Say what the buyer's hold is now: active, ending (a cancel waiting on the payment page to close), expired
+    (time is up), ended (released) or paid."""
     if hold.status == HoldStatus.CONVERTED:
         return "paid"
     if hold.status == HoldStatus.RELEASED:
         return "ended"
+    if hold.end_requested == "cancelled":
+        return "ending"
     return "active" if now < hold.expires_at else "expired"
+
+
+def checkout_settings(hold: Hold) -> flows.CheckoutSettings:
+    """Stripe's return addresses, built from SHOP_URL: never from the Host this request happened to carry."""
+    return flows.CheckoutSettings(
+        success_url=external_url("checkout.show_success") + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=external_url("checkout.confirm_cancel", token=hold.token),
+        allowed_countries=current_app.config["SHIPPING_COUNTRIES"],
+    )
+
+
+def buyer_from(email: str) -> Buyer:
+    return Buyer(email, buyer_key(email, ignore_plus_tags=current_app.config["BUYER_KEY_IGNORES_PLUS_TAGS"]))
 
 
 @bp.get("/")
@@ -136,8 +152,7 @@ def show_home():
 def show_release(slug: str):
     """Show one release: price, how many are left, a countdown while it is upcoming, the reserve form."""
     release = get_release_or_404(slug)
-    form = reserve_form_for(release, email=cookie_session.get(BUYER_EMAIL_KEY))
-    return render_release_page(release, form)
+    return render_release_page(release, reserve_form_for(release))
 
 
 @bp.post("/releases/<slug>/reserve")
@@ -149,8 +164,6 @@ def reserve_release(slug: str):
     form = reserve_form_for(release)
     if not form.validate_on_submit():
         return render_release_page(release, form, status=400)
-    if cookie_session.get(BUYER_EMAIL_KEY) != form.email.data:
-        cookie_session[BUYER_EMAIL_KEY] = form.email.data
 
     release_id, now = release.id, clock.now()
     try:
@@ -159,18 +172,18 @@ def reserve_release(slug: str):
         ):
             # Most of a drop's traffic comes after the last unit went: answer it from one read, not the write path.
             raise SoldOut("Every unit of this release is sold or held.", available=0)
-        db.session.commit()  # end the read: on SQLite the claim must begin its own transaction, with the write lock
-        hold = claim(
-            db.session,
-            release_id,
-            form.quantity.data,
-            Buyer(form.email.data),
-            now,
-            hold_for=timedelta(minutes=current_app.config["HOLD_MINUTES"]),
-            number=form.number.data,
-        )
+        with write_transaction(db.session):  # the hold is ours before anything slow happens
+            hold = claim(
+                db.session,
+                release_id,
+                form.quantity.data,
+                buyer_from(form.email.data),
+                now,
+                hold_for=timedelta(minutes=current_app.config["HOLD_MINUTES"]),
+                number=form.number.data,
+            )
+            hold_id, settings = hold.id, checkout_settings(hold)
     except DomainError as refusal:
-        db.session.rollback()
         outcome, status = describe_refusal(refusal, release, now)
         page = render_template(
             "shop/reserve_release.html",
@@ -182,10 +195,8 @@ def reserve_release(slug: str):
             now=now,
         )
         return page, status
-    hold_id = hold.id
-    db.session.commit()  # the hold is ours before anything slow happens
     try:
-        checkout_url = payment_flows.start_checkout(db.session, hold_id, now)
+        checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, settings)
     except CheckoutUnavailable:
         page = render_template("shop/checkout_unavailable.html", release=release, batch=release.batch)
         return page, 503
@@ -215,18 +226,25 @@ def show_hold(token: str):
 
 @bp.post("/holds/<token>/cancel")
 def cancel_hold(token: str):
-    """Let a hold go: its numbers go back on sale at once. Cancelling twice is harmless."""
-    hold = get_hold_or_404(token)
-    slug = hold.release.slug
-    db.session.commit()  # end the read: on SQLite releasing must begin its own transaction, with the write lock
+    """Let a hold go: close its payment page, then put its numbers back on sale. Cancelling twice is harmless."""
+    return finish_cancel(get_hold_or_404(token))
+
+
+def finish_cancel(hold: Hold):
+    """Cancel a hold through the one flow every ending takes, and tell the buyer what happened."""
+    token, slug, session_id = hold.token, hold.release.slug, hold.payment_session_id
     try:
-        release_hold(db.session, hold, clock.now(), reason="cancelled")
-    except HoldNotActive as refusal:
-        db.session.rollback()
-        flash(refusal.message, "error")
+        ending = flows.end_hold(db.session, gateway(), hold.id, "cancelled", clock.now())
+    except PaymentError:
+        # The payment page could not be closed yet: the numbers stay held (it might still be paid) until the
+        # sweeper closes it, within a minute or two.
+        flash("We are closing your payment page; your numbers go back on sale as soon as it is closed.", "info")
         return redirect(url_for("shop.show_hold", token=token), code=303)
-    db.session.commit()
-    flash("Your hold is released; the numbers are back on sale.")
+    if ending is flows.Ending.PAID:
+        return redirect(url_for("checkout.show_success", session_id=session_id), code=303)
+    if ending is flows.Ending.ALREADY_ENDED:
+        return redirect(url_for("shop.show_hold", token=token), code=303)
+    flash("Your hold is cancelled; the numbers are back on sale.", "info")
     return redirect(url_for("shop.show_release", slug=slug), code=303)
 
 
