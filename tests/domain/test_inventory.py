@@ -3,7 +3,6 @@
 Every test runs on SQLite and on PostgreSQL and ends with the invariant auditor finding nothing wrong.
 """
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -184,7 +183,8 @@ def test_withheld_units_are_never_claimed(session, clock):
 def test_the_limit_counts_live_holds_and_paid_orders_whatever_the_email_case(session, clock):
     release_id = new_release(session, units=20, limit=3)
     first = claim_committed(session, release_id, 2, "Ann@Example.com", clock())
-    assert first.buyer_email == "ann@example.com"
+    # Mail goes to the address as she typed it; the limit counts by the one canonical key of her mailbox.
+    assert (first.buyer_email, first.buyer_key) == ("Ann@Example.com", "ann@example.com")
 
     with pytest.raises(LimitReached) as limit:
         claim_committed(session, release_id, 2, "  ANN@example.COM ", clock())
@@ -201,17 +201,40 @@ def test_the_limit_counts_live_holds_and_paid_orders_whatever_the_email_case(ses
         claim_committed(session, release_id, 1, "ann@example.com", clock())
     assert full.value.remaining == 0
 
+    # A "+tag" reaches the same mailbox, so it is the same buyer too.
+    with pytest.raises(LimitReached):
+        claim_committed(session, release_id, 1, "ann+second-try@example.com", clock())
+
     # Someone else is not affected, and releasing a hold gives the buyer room again.
-    claim_committed(session, release_id, 3, "bob@example.com", clock())
+    bob = claim_committed(session, release_id, 3, "bob@example.com", clock())
+    assert numbers_of(session, bob) == [4, 5, 6]
     release_committed(session, last, clock())
-    claim_committed(session, release_id, 1, "ann@example.com", clock())
+    again = claim_committed(session, release_id, 1, "ann@example.com", clock())
+    assert numbers_of(session, again) == [3]
+    assert session.scalars(select(Hold.buyer_key).where(Hold.status == "active")).all() == [
+        "bob@example.com",
+        "ann@example.com",
+    ]
 
 
 def test_the_limit_is_per_release(session, clock):
     one = new_release(session, units=5, limit=2)
     other = new_release(session, units=5, limit=2)
-    claim_committed(session, one, 2, "ann@example.com", clock())
-    claim_committed(session, other, 2, "ann@example.com", clock())
+    in_one = claim_committed(session, one, 2, "ann@example.com", clock())
+
+    # Her full limit on one release leaves the other's untouched...
+    in_other = claim_committed(session, other, 2, "ann@example.com", clock())
+    assert (numbers_of(session, in_one), numbers_of(session, in_other)) == ([1, 2], [1, 2])
+    assert (status_counts(session, one), status_counts(session, other)) == (
+        {"held": 2, "available": 3},
+        {"held": 2, "available": 3},
+    )
+    # ...and each release still stops her at its own limit.
+    for release_id in (one, other):
+        with pytest.raises(LimitReached) as full:
+            claim_committed(session, release_id, 1, "ann@example.com", clock())
+        assert full.value.remaining == 0
+    assert status_counts(session, one) == status_counts(session, other) == {"held": 2, "available": 3}
 
 
 def test_releasing_a_hold_puts_its_units_back_once(session, clock):
@@ -335,19 +358,31 @@ def test_a_reclaimed_hold_cannot_be_paid(session, clock):
     assert status_counts(session, release_id) == {"held": 1, "available": 1}
 
 
-def test_on_sqlite_convert_must_begin_its_own_transaction(session, clock, backend):
-    from storefront.database import TransactionAlreadyStarted
-    from storefront.domain.inventory import convert
+def test_domain_functions_refuse_to_run_outside_a_write_transaction(session, clock):
+    from storefront.database import NoWriteTransaction
+    from storefront.domain.inventory import Buyer, claim, convert, release_hold
 
     release_id = new_release(session, units=2)
     hold = claim_committed(session, release_id, 1, "ann@example.com", clock())
-    session.scalar(select(Hold.id))  # a read opens a plain transaction
-    if backend == "sqlite":
-        with pytest.raises(TransactionAlreadyStarted):
-            convert(session, hold, new_order_for(hold), clock())
-    else:
-        convert(session, hold, new_order_for(hold), clock())
-        session.commit()
+    attempts = {
+        "claim": lambda: claim(session, release_id, 1, Buyer("bob@example.com"), clock(), HOLD_FOR),
+        "convert": lambda: convert(session, hold, new_order_for(hold), clock()),
+        "release_hold": lambda: release_hold(session, hold, clock()),
+    }
+    for name, attempt in attempts.items():
+        session.commit()  # no transaction open at all
+        with pytest.raises(NoWriteTransaction):
+            attempt()
+        session.rollback()
+        session.scalar(select(Hold.id))  # a plain read opens a transaction, but not a unit of work that writes
+        with pytest.raises(NoWriteTransaction, match="write_transaction"):
+            attempt()
+        session.rollback()
+        assert session.get(Hold, hold.id).status == "active", name
+
+    assert numbers_of(session, hold) == [1]
+    assert status_counts(session, release_id) == {"held": 1, "available": 1}
+    assert session.scalar(select(Order)) is None
     session.rollback()
 
 
@@ -359,13 +394,21 @@ def test_a_late_payment_cannot_take_a_buyer_over_the_limit(session, clock, monke
     ann_first = claim_committed(session, release_id, 3, "ann@example.com", clock())
     clock.advance(minutes=15)
 
-    # Ann comes back after her hold timed out; this claim's reclaim batch only reaches Bob's older hold.
-    with contextlib.suppress(LimitReached):
-        claim_committed(session, release_id, 3, "ann@example.com", clock())
-    # Her first payment arrives late: the hold was never reclaimed, so it converts.
-    with contextlib.suppress(HoldNotActive):
+    # Ann comes back after her hold timed out. This claim's general reclaim batch only reaches Bob's older hold,
+    # but a buyer's own timed-out holds end first, so her old hold cannot count twice or be paid for later.
+    again = claim_committed(session, release_id, 3, "ann@example.com", clock())
+    assert numbers_of(session, again) == [1, 2, 3]
+    session.expire_all()
+    assert (session.get(Hold, ann_first.id).status, session.get(Hold, ann_first.id).end_reason) == (
+        "released",
+        "expired",
+    )
+
+    # Her first payment arrives late: the hold has ended, so it cannot sell three more on top of her new hold.
+    with pytest.raises(HoldNotActive):
         convert_committed(session, ann_first, new_order_for(ann_first), clock())
-    # Today: 3 paid plus 3 newly held, "ann@example.com has 6, above the limit of 3".
+    assert session.scalar(select(Order)) is None
+    assert status_counts(session, release_id) == {"held": 3, "available": 7}
     assert_audit_clean(session, clock())
 
 

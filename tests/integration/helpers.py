@@ -21,6 +21,7 @@ from storefront.domain.audit import audit
 from storefront.domain.inventory import Buyer, claim, convert, held_numbers, release_hold
 from storefront.extensions import db
 from storefront.models import Hold, Order, Unit
+from storefront.unit_of_work import write_transaction
 
 HOLD_FOR = timedelta(minutes=10)
 
@@ -45,24 +46,14 @@ def claim_committed(
 ) -> Hold:
     """Claim in a transaction of its own, as a view would: commit on success, roll back on a domain error."""
     session.commit()
-    try:
-        hold = claim(session, release_id, quantity, Buyer(email), now, hold_for, number=number)
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()
-    return hold
+    with write_transaction(session):
+        return claim(session, release_id, quantity, Buyer(email), now, hold_for, number=number)
 
 
 def release_committed(session: Session, hold: Hold, now: datetime, reason: str = "cancelled") -> Hold:
     session.commit()
-    try:
-        hold = release_hold(session, hold, now, reason)
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()
-    return hold
+    with write_transaction(session):
+        return release_hold(session, hold, now, reason)
 
 
 def new_order_for(hold: Hold) -> Order:
@@ -70,7 +61,9 @@ def new_order_for(hold: Hold) -> Order:
     return Order(
         release_id=hold.release_id,
         email=hold.buyer_email,
+        buyer_key=hold.buyer_key,
         quantity=hold.quantity,
+        unit_amount=8900,
         amount_total=8900 * hold.quantity,
         currency="EUR",
         hold_id=hold.id,
@@ -79,13 +72,8 @@ def new_order_for(hold: Hold) -> Order:
 
 def convert_committed(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
     session.commit()
-    try:
-        hold = convert(session, hold, order, now)
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()
-    return hold
+    with write_transaction(session):
+        return convert(session, hold, order, now)
 
 
 def numbers_of(session: Session, hold: Hold) -> list[int]:
@@ -164,14 +152,9 @@ def claim_in_own_transaction(
     session: Session, release_id: int, quantity: int, email: str, now: datetime, number: int | None = None
 ) -> ClaimResult:
     """One buyer's request: claim, read what was taken, commit. Domain errors roll back and propagate."""
-    try:
+    with write_transaction(session):
         hold = claim(session, release_id, quantity, Buyer(email), now, HOLD_FOR, number=number)
-        result = ClaimResult(email, quantity, hold.id, tuple(held_numbers(session, hold)))
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return result
+        return ClaimResult(email, quantity, hold.id, tuple(held_numbers(session, hold)))
 
 
 def check_drop(session: Session, release_id: int, total: int, outcomes: Sequence[Outcome], now: datetime) -> None:

@@ -2,7 +2,8 @@
 
 The shop runs in a live server thread; the Stripe simulator delivers its signed webhooks to it, and mail goes to a
 real SMTP server in this process. The shop's clock is frozen a minute after the release opened; the simulator keeps
-real time, as Stripe would.
+real time, as Stripe would. The buyer opens the shop at 127.0.0.1, while its SHOP_URL names the same server as
+localhost: the simulator's way back and the mail's links must use SHOP_URL, never the Host the buyer came in on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from storefront.models import Hold, Order
+from tests.conftest import LiveServer
 from tests.factories import make_release
-from tests.integration.smtp import SHOP_URL, Delivery, SmtpServer
+from tests.integration.helpers import free_port
+from tests.integration.smtp import Delivery, SmtpServer
 from tests.payments import sim_post, unit_statuses
 
 pytestmark = pytest.mark.browser
@@ -29,8 +32,26 @@ BUYER = "ann@example.com"
 
 
 @pytest.fixture
-def app_overrides(smtp_server: SmtpServer) -> dict:
-    return {"MAIL_URL": smtp_server.url, "SHOP_URL": SHOP_URL}
+def shop_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def shop_url(shop_port: int) -> str:
+    """The shop's public address: the live server, named otherwise than the URL the buyer opens."""
+    return f"http://localhost:{shop_port}"
+
+
+@pytest.fixture
+def app_overrides(smtp_server: SmtpServer, shop_url: str) -> dict:
+    return {"MAIL_URL": smtp_server.url, "SHOP_URL": shop_url}
+
+
+@pytest.fixture
+def live_server(app, shop_port: int):
+    server = LiveServer(app, port=shop_port).start()
+    yield server
+    server.stop()
 
 
 @dataclass(frozen=True)
@@ -71,7 +92,7 @@ def wait_for_mail(smtp_server: SmtpServer, timeout: float = 10) -> list[Delivery
 
 
 def test_a_buyer_pays_on_the_simulator_and_gets_their_number_and_mail(
-    app, session, release, live_server, stripe_sim, smtp_server, page: Page
+    app, session, release, live_server, shop_url, stripe_sim, smtp_server, page: Page
 ):
     reserve_one(page, live_server, release)
 
@@ -82,7 +103,7 @@ def test_a_buyer_pays_on_the_simulator_and_gets_their_number_and_mail(
     page.get_by_label("Postal code").fill("T12 X2Y3")
     page.get_by_role("button", name="Pay", exact=True).click()
 
-    expect(page).to_have_url(re.compile(re.escape(f"{live_server.url}/checkout/success?session_id=cs_test_") + r"\w+$"))
+    expect(page).to_have_url(re.compile(re.escape(f"{shop_url}/checkout/success?session_id=cs_test_") + r"\w+$"))
     expect(page.get_by_role("heading", name=f"No. 1 of {UNITS} is yours")).to_be_visible()
 
     (delivery,) = wait_for_mail(smtp_server)
@@ -92,7 +113,7 @@ def test_a_buyer_pays_on_the_simulator_and_gets_their_number_and_mail(
     assert delivery.message["Subject"] == f"No. 1 of {UNITS} is yours (order {order.reference})"
     assert f"No. 1 of {UNITS}" in delivery.body
     assert "Ann Byrne" in delivery.body
-    assert f"{SHOP_URL}/batches/{release.batch_slug}" in delivery.body
+    assert f"{shop_url}/batches/{release.batch_slug}" in delivery.body
     assert [unit.number for unit in order.units] == [1]
     assert order.shipping_address["city"] == "Cork"
     assert unit_statuses(session, release.id) == {"sold": 1, "available": UNITS - 1}
@@ -102,18 +123,36 @@ def test_a_buyer_pays_on_the_simulator_and_gets_their_number_and_mail(
 
 
 def test_a_buyer_who_cancels_on_the_simulator_gets_their_unit_back_on_sale(
-    app, session, release, live_server, stripe_sim, smtp_server, page: Page
+    app, session, release, live_server, shop_url, stripe_sim, smtp_server, page: Page
 ):
     reserve_one(page, live_server, release)
 
     page.get_by_role("button", name="Cancel", exact=True).click()
 
-    expect(page).to_have_url(f"{live_server.url}/releases/{release.slug}")
-    expect(page.locator(".flashes")).to_contain_text("Checkout cancelled. Your numbers are back on sale.")
-    expect(page.locator("[data-available]").first).to_have_text(str(UNITS))
+    # Stripe's back link only asks: the numbers stay held until the buyer confirms.
+    expect(page.get_by_role("heading", name="You left the payment page")).to_be_visible()
+    assert page.url.startswith(f"{shop_url}/checkout/cancel/")
     session.commit()
     (hold,) = session.scalars(select(Hold)).all()
-    assert (hold.status, hold.payment_status) == ("released", "expired")
+    assert (hold.status, hold.end_requested) == ("active", None)
+    assert unit_statuses(session, release.id) == {"held": 1, "available": UNITS - 1}
+    session.commit()
+
+    # The expiry this cancel causes is held back until the buyer has their answer: delivered at once, it may
+    # finish the ending before the cancel does, and the buyer lands on their hold's page instead (which also says
+    # "You cancelled it"; tests/web/checkout/test_hold_endings.py covers that order).
+    sim_post(stripe_sim, "/_sim/webhooks", {"hold": True})
+    page.get_by_role("button", name="Cancel my hold").click()
+
+    expect(page).to_have_url(f"{shop_url}/releases/{release.slug}")
+    expect(page.locator(".flashes")).to_contain_text("Your hold is cancelled; the numbers are back on sale.")
+    expect(page.locator("[data-available]").first).to_have_text(str(UNITS))
+    # The expiry the cancel caused reaches the webhook after all; the hold stays recorded as cancelled.
+    assert sim_post(stripe_sim, "/_sim/webhooks/flush")["flushed"]
+    assert stripe_sim.wait_for_deliveries(timeout=10)
+    session.commit()
+    (hold,) = session.scalars(select(Hold)).all()
+    assert (hold.status, hold.end_reason, hold.payment_status) == ("released", "cancelled", "expired")
     assert unit_statuses(session, release.id) == {"available": UNITS}
     assert session.scalar(select(Order)) is None
     assert smtp_server.received() == []

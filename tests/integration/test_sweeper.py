@@ -5,7 +5,6 @@ Stripe first, then free the units (or, if Stripe says it was paid, make it an or
 leaves the units held for the next sweep. Several workers sweeping at once end each hold once.
 """
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,25 +12,33 @@ import requests
 import stripe
 from sqlalchemy import select
 
-from storefront import payment_flows, tasks
+from storefront import tasks
+from storefront.checkout import flows
+from storefront.checkout.flows import SweepReport
 from storefront.domain.inventory import SoldOut
 from storefront.extensions import db
 from storefront.models import Hold, Order, OutboxMessage, Refund, UnitStatus
-from storefront.payment_flows import SweepReport
+from storefront.payments import gateway
 from tests.conftest import STRIPE_TEST_KEY
 from tests.factories import make_release
 from tests.integration.helpers import assert_audit_clean, claim_committed, run_concurrently, unexpected
-from tests.payments import events, hold_webhooks, hold_with_checkout, numbers_with_status, pay, post_event, sim_post
+from tests.payments import (
+    StalledStripe,
+    events,
+    hold_webhooks,
+    hold_with_checkout,
+    numbers_with_status,
+    pay,
+    post_event,
+    short_gateway_timeout,
+    sim_post,
+)
+from tests.web.shop.test_reserve import csrf_token_from
 
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 HOLD_MINUTES = 10  # what hold_with_checkout holds for
-STRIPE_TIMEOUT = 1  # seconds; a fault that waits longer than this is a timeout to the shop
-
-
-@pytest.fixture
-def app_overrides() -> dict:
-    """A shorter gateway timeout than the suite's (2 s), so the timeout cases cost less waiting."""
-    return {"STRIPE_TIMEOUT_SECONDS": STRIPE_TIMEOUT}
+# Seconds the shop waits for Stripe in the timeout cases, where Stripe is stalled until the test lets it answer.
+STRIPE_TIMEOUT = 0.25
 
 
 @pytest.fixture
@@ -52,7 +59,7 @@ def new_release(session, **options):
 
 
 def sweep(session, clock) -> SweepReport:
-    return payment_flows.sweep_expired_holds(session, clock())
+    return flows.sweep_holds(session, gateway(), clock())
 
 
 def fresh_hold(session, hold_id: int) -> Hold:
@@ -76,16 +83,6 @@ def faults(sim) -> list[dict]:
 
 def expired_session_ids(sim) -> list[str]:
     return [event["data"]["object"]["id"] for event in events(sim, "checkout.session.expired")]
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    """Wait for the simulator to finish a request the shop already gave up on (an injected delay)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 # --- One hold ------------------------------------------------------------------------------------------------
@@ -143,21 +140,19 @@ def test_a_session_stripe_already_expired_ends_the_hold(app, session, clock, str
     assert_audit_clean(session, clock())
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param({"status": 500}, id="stripe-500"),
-        # Longer than the gateway's timeout: the sweeper gives up, and Stripe expires the session after all.
-        pytest.param({"delay_seconds": STRIPE_TIMEOUT + 0.5}, id="stripe-timeout"),
-    ],
-)
+@pytest.mark.parametrize("fault", ["stripe-500", "stripe-timeout"])
 def test_stripe_failing_to_expire_keeps_the_units_held_until_a_later_sweep(
-    app, session, clock, stripe_sim, stripe_client, on_sale, fault
+    app, session, clock, request, stripe_sim, stripe_client, on_sale, fault
 ):
     release = new_release(session, units=2, limit=2)
     hold = hold_with_checkout(app, release.id, "ann@example.com", clock(), quantity=2)
     expire_path = f"/v1/checkout/sessions/{hold.payment_session_id}/expire"
-    add_fault(stripe_sim, method="POST", path=expire_path, **fault)
+    if fault == "stripe-500":
+        add_fault(stripe_sim, method="POST", path=expire_path, status=500)
+    else:
+        # Stripe answers only after the shop has given up, and expires the session all the same.
+        short_gateway_timeout(app, STRIPE_TIMEOUT)
+        stalled = StalledStripe(stripe_sim, request, method="POST", path=expire_path)
     clock.advance(minutes=HOLD_MINUTES + 1)
 
     assert sweep(session, clock) == SweepReport(failed=1)
@@ -172,8 +167,9 @@ def test_stripe_failing_to_expire_keeps_the_units_held_until_a_later_sweep(
     # The hold is leased to the sweep that failed: another sweep within the lease leaves it (and Stripe) alone.
     assert sweep(session, clock) == SweepReport()
 
-    if "delay_seconds" in fault:
-        assert wait_until(lambda: expired_session_ids(stripe_sim) == [hold.payment_session_id])
+    if fault == "stripe-timeout":
+        stalled.wait_answered()
+        assert expired_session_ids(stripe_sim) == [hold.payment_session_id]
     else:
         assert stripe_client.v1.checkout.sessions.retrieve(hold.payment_session_id).status == "open"
     clear_faults(stripe_sim)
@@ -225,7 +221,7 @@ def test_eight_sweepers_at_once_end_each_hold_once(app, session, clock, stripe_s
     now = clock()
     session.commit()
 
-    outcomes = run_concurrently(app, [lambda: payment_flows.sweep_expired_holds(db.session, now)] * 8, timeout=60)
+    outcomes = run_concurrently(app, [lambda: flows.sweep_holds(db.session, gateway(), now)] * 8, timeout=60)
 
     assert unexpected(outcomes) == []
     reports = [outcome.value for outcome in outcomes]
@@ -245,9 +241,12 @@ def test_eight_sweepers_at_once_end_each_hold_once(app, session, clock, stripe_s
 # --- The periodic task itself --------------------------------------------------------------------------------
 
 
-def test_the_periodic_sweep_task_ends_timed_out_holds(app, session, clock, stripe_sim, stripe_client, on_sale):
+def test_the_periodic_sweep_task_ends_timed_out_holds_once_a_minute(
+    app, session, clock, stripe_sim, stripe_client, on_sale
+):
     release = new_release(session, units=3)
     hold = hold_with_checkout(app, release.id, "ann@example.com", clock())
+    later = hold_with_checkout(app, release.id, "bob@example.com", clock() + timedelta(seconds=10))
     clock.advance(minutes=HOLD_MINUTES)
     session.commit()
 
@@ -255,23 +254,40 @@ def test_the_periodic_sweep_task_ends_timed_out_holds(app, session, clock, strip
 
     assert fresh_hold(session, hold.id).status == "released"
     assert stripe_client.v1.checkout.sessions.retrieve(hold.payment_session_id).status == "expired"
+    assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == [1, 3]
+
+    # Every worker's scheduler fires the task each minute; within one minute only the first run does the work.
+    clock.advance(seconds=10)
+    assert fresh_hold(session, later.id).expires_at <= clock()
+    tasks.sweep_holds.call_local()
+    assert fresh_hold(session, later.id).status == "active"
+
+    clock.advance(minutes=1)
+    tasks.sweep_holds.call_local()
+    assert fresh_hold(session, later.id).status == "released"
     assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == [1, 2, 3]
+    assert_audit_clean(session, clock())
 
 
 # --- Refunds -------------------------------------------------------------------------------------------------
 
 
 def late_payment_with_nothing_left(app, session, client, clock, stripe_sim) -> tuple[Hold, dict]:
-    """Ann cancels while Stripe cannot expire her session, Bob takes the only number, then Ann pays anyway.
+    """Ann cancels and Stripe wrongly answers that her session does not exist, so her hold ends; Bob takes the
+    only number; then Ann pays on the page she still had open.
 
     Returns Ann's hold and the `checkout.session.completed` event the shop has not heard yet.
     """
     release = new_release(session, units=1)
     ann = hold_with_checkout(app, release.id, "ann@example.com", clock())
-    add_fault(stripe_sim, method="POST", path=f"/v1/checkout/sessions/{ann.payment_session_id}/expire", status=500)
-    assert client.get(f"/checkout/cancel/{ann.token}").status_code == 303  # released anyway
+    add_fault(stripe_sim, method="POST", path=f"/v1/checkout/sessions/{ann.payment_session_id}/expire", status=404)
+    hold_page = client.get(f"/holds/{ann.token}").get_data(as_text=True)
+    cancelled = client.post(f"/holds/{ann.token}/cancel", data={"csrf_token": csrf_token_from(hold_page)})
+    assert cancelled.status_code == 303  # a session the gateway says is gone cannot be paid: the hold ends
+    ended = fresh_hold(session, ann.id)
+    assert (ended.status, ended.end_reason, ended.payment_status) == ("released", "cancelled", "gone")
     hold_with_checkout(app, release.id, "bob@example.com", clock())
-    pay(stripe_sim, ann.payment_session_id)  # her page was still open
+    pay(stripe_sim, ann.payment_session_id)  # her page was still open after all
     completed = events(stripe_sim, "checkout.session.completed")
     assert len(completed) == 1
     return ann, completed[0]
@@ -296,6 +312,7 @@ def test_a_refund_stripe_refuses_stays_pending_and_a_retry_sends_it(app, session
 
     refund = the_refund(session)
     assert (refund.status, refund.attempts, refund.amount, refund.reason) == ("pending", 1, 8900, "units_unavailable")
+    assert refund.next_attempt_at == clock() + timedelta(minutes=1)
     assert "Could not refund a payment" in refund.last_error
     assert refund.gateway_refund_id is None
     assert refund.order.status == "refunding"
@@ -303,11 +320,16 @@ def test_a_refund_stripe_refuses_stays_pending_and_a_retry_sends_it(app, session
     assert refunds_at_stripe(stripe_sim) == []
     assert_audit_clean(session, clock())  # a refund in flight is sound books
 
-    tasks.retry_refunds.call_local()  # Stripe is still down: one more attempt, recorded
-    assert (the_refund(session).status, the_refund(session).attempts) == ("pending", 2)
+    tasks.retry_refunds.call_local()  # not due yet: Stripe is left alone while the refund backs off
+    assert (the_refund(session).status, the_refund(session).attempts) == ("pending", 1)
+
+    clock.advance(minutes=1)
+    tasks.retry_refunds.call_local()  # Stripe is still down: one more attempt, recorded, and a longer wait
+    refund = the_refund(session)
+    assert (refund.status, refund.attempts, refund.next_attempt_at) == ("pending", 2, clock() + timedelta(minutes=2))
 
     clear_faults(stripe_sim)
-    clock.advance(minutes=1)
+    clock.advance(minutes=2)
     tasks.retry_refunds.call_local()
 
     refund = the_refund(session)
@@ -318,29 +340,34 @@ def test_a_refund_stripe_refuses_stays_pending_and_a_retry_sends_it(app, session
     assert refund.gateway_refund_id == sent["id"]
     assert (sent["amount"], sent["payment_intent"]) == (8900, refund.order.payment_intent_id)
     subjects = session.scalars(select(OutboxMessage.subject).where(OutboxMessage.recipient == "ann@example.com")).all()
-    assert any(subject.startswith("Refund sent") for subject in subjects)
+    assert len([subject for subject in subjects if subject.startswith("Refund sent")]) == 1
+    clock.advance(minutes=1)
     tasks.retry_refunds.call_local()  # nothing pending: nothing sent twice
     assert len(refunds_at_stripe(stripe_sim)) == 1
     assert_audit_clean(session, clock())
 
 
-def test_a_refund_retried_after_a_timeout_is_made_once(app, session, client, clock, stripe_sim, on_sale):
+def test_a_refund_retried_after_a_timeout_is_made_once(app, session, client, clock, request, stripe_sim, on_sale):
     ann, completed = late_payment_with_nothing_left(app, session, client, clock, stripe_sim)
     # Stripe answers after the shop has given up, but makes the refund all the same.
-    add_fault(stripe_sim, method="POST", path="/v1/refunds", delay_seconds=STRIPE_TIMEOUT + 0.5)
+    short_gateway_timeout(app, STRIPE_TIMEOUT)
+    stalled = StalledStripe(stripe_sim, request, method="POST", path="/v1/refunds")
 
     assert post_event(client, completed).status_code == 200
 
     refund = the_refund(session)
     assert (refund.status, refund.attempts) == ("pending", 1)
     assert refund.last_error
-    assert wait_until(lambda: len(refunds_at_stripe(stripe_sim)) == 1)
+    stalled.wait_answered()
     (made,) = refunds_at_stripe(stripe_sim)
 
-    payment_flows.process_refund(session, refund.id, clock())
+    clock.advance(minutes=1)
+    flows.process_refund(session, gateway(), refund.id, clock())
 
     refund = the_refund(session)
     assert (refund.status, refund.gateway_refund_id) == ("succeeded", made["id"])  # Stripe replayed its answer
     assert len(refunds_at_stripe(stripe_sim)) == 1
     assert refund.order.status == "refunded"
+    subjects = session.scalars(select(OutboxMessage.subject).where(OutboxMessage.recipient == "ann@example.com")).all()
+    assert len([subject for subject in subjects if subject.startswith("Refund sent")]) == 1
     assert_audit_clean(session, clock())

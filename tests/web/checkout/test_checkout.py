@@ -14,14 +14,26 @@ import requests
 import stripe
 from sqlalchemy import func, select
 
-from storefront import payment_flows
+from storefront.checkout import flows
 from storefront.domain.audit import audit
 from storefront.extensions import db
 from storefront.models import Hold, Order, OutboxMessage, PaymentEvent, UnitStatus
+from storefront.payments import gateway
+from storefront.shop.views import checkout_settings
 from tests.conftest import STRIPE_TEST_KEY
 from tests.factories import make_batch, make_release
-from tests.payments import event_for, hold_webhooks, hold_with_checkout, numbers_with_status, pay, post_event, sim_post
-from tests.web.shop.test_reserve import EMAIL, release_page_token, reserve
+from tests.payments import (
+    StalledStripe,
+    event_for,
+    hold_webhooks,
+    hold_with_checkout,
+    numbers_with_status,
+    pay,
+    post_event,
+    short_gateway_timeout,
+    sim_post,
+)
+from tests.web.shop.test_reserve import EMAIL, csrf_token_from, release_page_token, reserve
 
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 SESSION_URL = re.compile(r"/pay/(cs_test_\w+)$")
@@ -65,16 +77,6 @@ def add_fault(sim, **spec) -> None:
     sim_post(sim, "/_sim/faults", spec)
 
 
-def wait_for_sessions(stripe_client, expected: int, timeout: float = 5.0) -> list:
-    """The simulator's sessions once `expected` exist (a request the shop gave up on may still be running)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        sessions = stripe_client.v1.checkout.sessions.list().data
-        if len(sessions) >= expected or time.monotonic() > deadline:
-            return sessions
-        time.sleep(0.1)
-
-
 # --- Reserve → pay ---------------------------------------------------------------------------------------------
 
 
@@ -96,8 +98,10 @@ def test_reserving_opens_a_checkout_session_for_exactly_the_held_units(
     assert checkout.customer_email == EMAIL
     # Stripe will not expire a session sooner than 30 minutes after it is created, on its own (real) clock.
     assert checkout.expires_at >= int(time.time()) + 30 * 60
-    assert checkout.success_url == "http://localhost/checkout/success?session_id={CHECKOUT_SESSION_ID}"
-    assert checkout.cancel_url == f"http://localhost/checkout/cancel/{hold.token}"
+    # Built from SHOP_URL, never from the Host the request carried (the test client's is "localhost").
+    shop_url = app.config["SHOP_URL"]
+    assert checkout.success_url == f"{shop_url}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
+    assert checkout.cancel_url == f"{shop_url}/checkout/cancel/{hold.token}"
     assert checkout.shipping_address_collection.allowed_countries == app.config["SHIPPING_COUNTRIES"]
     assert checkout.url == response.headers["Location"]
 
@@ -138,17 +142,16 @@ def test_paying_on_the_hosted_page_brings_the_buyer_back_to_their_number(app, se
 
 
 def test_starting_checkout_twice_for_one_hold_opens_one_session(
-    app, session, stripe_sim, stripe_client, clock, release
+    app, session, stripe_sim, stripe_client, clock, release, monkeypatch
 ):
     hold = hold_with_checkout(app, release.id, EMAIL, clock())
-    # A retry comes a little later than the first try: make sure it does not fall in the same second.
-    first_second = int(time.time())
-    while int(time.time()) == first_second:
-        time.sleep(0.05)
+    # A retry comes a little later than the first try, so it would ask Stripe for a later `expires_at` (and
+    # Stripe's idempotency key would refuse it as another request): the shop must not ask Stripe again at all.
+    later = flows.utcnow() + timedelta(seconds=5)
+    monkeypatch.setattr(flows, "utcnow", lambda: later)
 
     with app.test_request_context(base_url="http://shop.test"):
-        db.session.commit()
-        again = payment_flows.start_checkout(db.session, hold.id, clock())
+        again = flows.start_checkout(db.session, gateway(), hold.id, clock(), checkout_settings(hold))
 
     assert again == hold.payment_url
     sessions = stripe_client.v1.checkout.sessions.list().data
@@ -156,44 +159,80 @@ def test_starting_checkout_twice_for_one_hold_opens_one_session(
     assert hold_for_session(session, hold.payment_session_id).status == "active"
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param({"status": 500}, id="stripe-500"),
-        # Longer than STRIPE_TIMEOUT_SECONDS (2): the shop gives up while Stripe is still working.
-        pytest.param({"delay_seconds": 3}, id="stripe-timeout"),
-    ],
-)
 def test_stripe_failing_to_open_checkout_puts_the_numbers_back_on_sale(
-    app, session, client, stripe_sim, stripe_client, release, fault
+    app, session, client, stripe_sim, stripe_client, release
 ):
-    add_fault(stripe_sim, method="POST", path="/v1/checkout/sessions", **fault)
+    # Every try fails, the SDK's own quick retries included.
+    add_fault(stripe_sim, method="POST", path="/v1/checkout/sessions", status=500, count=None)
     token = release_page_token(client, release)
 
-    started = time.monotonic()
     response = reserve(client, release, token, quantity="2")
-    waited = time.monotonic() - started
 
+    assert_checkout_unavailable(session, response, release)
+    assert stripe_client.v1.checkout.sessions.list().data == []
+    assert_buyer_can_try_again(app, session, client, stripe_sim, release)
+
+
+def test_a_first_try_stripe_is_slow_to_answer_is_retried_into_one_session(
+    app, session, client, request, stripe_sim, stripe_client, release
+):
+    short_gateway_timeout(app, 0.25)
+    stripe = StalledStripe(stripe_sim, request, method="POST", path="/v1/checkout/sessions", count=1)
+
+    response, session_id = reserve_and_follow(client, release, quantity="2")
+
+    # The shop gave up on the first try and the SDK's retry opened the session while the first was still held.
+    assert response.status_code == 303 and session_id
+    stripe.wait_stalled(1)
+    assert stripe.stalled_requests == 1 and not stripe.released.is_set()
+    stripe.wait_answered()  # the first try arrives after all: Stripe replays the same session (one key per hold)
+    assert [checkout.id for checkout in stripe_client.v1.checkout.sessions.list().data] == [session_id]
+    hold = hold_for_session(session, session_id)
+    assert (hold.status, hold.payment_url) == ("active", response.headers["Location"])
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == [1, 2]
+
+
+def test_stripe_answering_after_the_shop_gave_up_puts_the_numbers_back_on_sale(
+    app, session, client, request, stripe_sim, stripe_client, release
+):
+    short_gateway_timeout(app, 0.25)
+    stripe = StalledStripe(stripe_sim, request, method="POST", path="/v1/checkout/sessions", count=None)
+    token = release_page_token(client, release)
+
+    response = reserve(client, release, token, quantity="2")
+
+    # The buyer heard back while Stripe was still working on every try (the first, and the SDK's retries).
+    stripe.wait_stalled(1 + app.config["STRIPE_CHECKOUT_RETRIES"])
+    assert stripe.stalled_requests == 1 + app.config["STRIPE_CHECKOUT_RETRIES"]
+    assert not stripe.released.is_set()
+    assert_checkout_unavailable(session, response, release)
+    # Stripe finishes after all: one session (the tries share an idempotency key), nobody sent to it, never adopted.
+    stripe.wait_answered()
+    (late,) = stripe_client.v1.checkout.sessions.list().data
+    hold = session.scalar(select(Hold))
+    assert late.metadata["hold_id"] == str(hold.id)
+    assert hold_for_session(session, late.id) is None
+    assert_buyer_can_try_again(app, session, client, stripe_sim, release)
+
+
+def assert_checkout_unavailable(session, response, release) -> None:
     page = response.get_data(as_text=True)
     assert response.status_code == 503
-    assert waited < 3  # the buyer hears back within the shop's timeout (2 s), not after Stripe's delay (3 s)
     assert "We could not open the payment page" in page
     assert "Nothing was charged" in page
     assert "back on sale" in page
+    session.expire_all()
     hold = session.scalar(select(Hold))
     assert (hold.status, hold.end_reason, hold.payment_session_id) == ("released", "checkout_failed", None)
     assert numbers_with_status(session, release.id, UnitStatus.HELD) == []
     assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == list(range(1, 241))
-    if "delay_seconds" in fault:
-        # Stripe finished after the shop gave up: a session nobody was sent to, and the shop never adopted.
-        (late,) = wait_for_sessions(stripe_client, 1)
-        assert late.metadata["hold_id"] == str(hold.id)
-        assert hold_for_session(session, late.id) is None
-    else:
-        assert stripe_client.v1.checkout.sessions.list().data == []
-    # The buyer can simply try again.
+
+
+def assert_buyer_can_try_again(app, session, client, stripe_sim, release) -> None:
+    requests.delete(f"{stripe_sim.url}/_sim/faults", timeout=5).raise_for_status()
     retry, session_id = reserve_and_follow(client, release, quantity="2")
     assert retry.status_code == 303 and session_id
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == [1, 2]
     assert audit(session, app.config["CLOCK"]()) == []
 
 
@@ -269,18 +308,47 @@ def test_success_page_for_an_unknown_session_is_404(app, session, client, clock,
 # --- Cancelling ----------------------------------------------------------------------------------------------
 
 
+def cancel_from_stripe(client, token: str):
+    """Follow Stripe's back link to the confirmation page, and press its button."""
+    page = client.get(f"/checkout/cancel/{token}")
+    assert page.status_code == 200
+    return client.post(f"/checkout/cancel/{token}", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
+
+
+def test_stripes_back_link_asks_before_cancelling(app, session, client, stripe_sim, stripe_client, release):
+    _response, session_id = reserve_and_follow(client, release, quantity="2")
+    hold = hold_for_session(session, session_id)
+
+    # A link preview or a prefetch of the back link must not cancel the buyer's hold.
+    for _ in range(2):
+        page = client.get(f"/checkout/cancel/{hold.token}")
+        assert page.status_code == 200
+        assert page.headers["Cache-Control"] == "private, no-store"
+
+    text = page.get_data(as_text=True)
+    assert "You left the payment page" in text
+    assert "Nothing has been charged" in text
+    assert f'href="{hold.payment_url}"' in text  # back to the same payment page
+    assert f'action="/checkout/cancel/{hold.token}"' in text
+    hold = hold_for_session(session, session_id)
+    assert (hold.status, hold.end_requested) == ("active", None)
+    assert numbers_with_status(session, release.id, UnitStatus.HELD) == [1, 2]
+    assert stripe_client.v1.checkout.sessions.retrieve(session_id).status == "open"
+    assert client.get("/checkout/cancel/no-such-hold").status_code == 404
+
+
 def test_cancelling_on_stripe_releases_the_hold_and_expires_the_session(
     app, session, client, stripe_sim, stripe_client, release
 ):
     _response, session_id = reserve_and_follow(client, release, quantity="2")
     hold = hold_for_session(session, session_id)
 
-    response = client.get(f"/checkout/cancel/{hold.token}")
+    response = cancel_from_stripe(client, hold.token)
 
     assert response.status_code == 303
     assert response.headers["Location"] == f"/releases/{release.slug}"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Checkout cancelled. Your numbers are back on sale." in page
+    assert "Your hold is cancelled; the numbers are back on sale." in page
     assert "<span data-available>240</span> of <span data-total>240</span> left" in page
     hold = hold_for_session(session, session_id)
     assert (hold.status, hold.end_reason) == ("released", "cancelled")
@@ -288,11 +356,20 @@ def test_cancelling_on_stripe_releases_the_hold_and_expires_the_session(
     # The session can no longer be paid: a buyer with the page still open cannot pay for released numbers.
     assert stripe_client.v1.checkout.sessions.retrieve(session_id).status == "expired"
 
+    # The expiry the cancel caused reaches the webhook: it was a cancel, not time running out.
+    expired = event_for(stripe_sim, "checkout.session.expired", session_id)
+    assert post_event(client, expired).status_code == 200
+    assert hold_for_session(session, session_id).end_reason == "cancelled"
+
+    # Back on the confirmation page later (the back button): the hold has ended, so it shows the hold instead.
     again = client.get(f"/checkout/cancel/{hold.token}")
     assert again.status_code == 303
-    assert again.headers["Location"] == f"/releases/{release.slug}"
+    assert again.headers["Location"] == f"/holds/{hold.token}"
+    repeated = client.post(f"/checkout/cancel/{hold.token}", data={"csrf_token": csrf_token_from(page)})
+    assert repeated.status_code == 303
+    assert repeated.headers["Location"] == f"/holds/{hold.token}"
     assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == list(range(1, 241))
-    assert client.get("/checkout/cancel/no-such-hold").status_code == 404
+    assert client.post("/checkout/cancel/no-such-hold", data={"csrf_token": csrf_token_from(page)}).status_code == 404
     assert audit(session, app.config["CLOCK"]()) == []
 
 
@@ -301,7 +378,7 @@ def test_cancelling_after_paying_keeps_the_payment(app, session, client, clock, 
     hold = hold_with_checkout(app, release.id, EMAIL, clock())
     pay(stripe_sim, hold.payment_session_id)
 
-    response = client.get(f"/checkout/cancel/{hold.token}")
+    response = cancel_from_stripe(client, hold.token)
 
     assert response.status_code == 303
     assert response.headers["Location"] == f"/checkout/success?session_id={hold.payment_session_id}"

@@ -14,7 +14,9 @@ def sell_all(session, release):
     order = Order(
         release_id=release.id,
         email="a@example.com",
+        buyer_key="a@example.com",
         quantity=release.total_units,
+        unit_amount=release.price_amount,
         amount_total=release.price_amount * release.total_units,
         currency="EUR",
     )

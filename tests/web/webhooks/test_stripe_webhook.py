@@ -75,6 +75,7 @@ def test_completed_payment_becomes_an_order_with_its_numbers(app, session, clien
         pytest.param({"tamper": lambda payload: payload.replace('"paid"', '"unpaid"')}, id="tampered-body"),
         pytest.param({"secret": "whsec_someone_else"}, id="wrong-secret"),
         pytest.param({"timestamp": int(time.time()) - 3600}, id="stale-timestamp"),
+        pytest.param({"timestamp": int(time.time()) + 3600}, id="future-timestamp"),
     ],
 )
 def test_a_badly_signed_event_is_refused_and_changes_nothing(
@@ -151,7 +152,9 @@ def test_completed_then_expired_keeps_the_order(app, session, client, clock, str
     assert audit(session, clock()) == []
 
 
-def test_expired_then_completed_still_gives_the_buyer_a_unit(app, session, client, clock, stripe_sim, release_id):
+def test_expired_then_completed_gives_the_buyer_their_own_number_if_still_free(
+    app, session, client, clock, stripe_sim, release_id
+):
     hold, completed = paid_event(app, stripe_sim, release_id, clock(), number=2)
     expired = {
         "id": "evt_test_early_expiry",
@@ -161,13 +164,19 @@ def test_expired_then_completed_still_gives_the_buyer_a_unit(app, session, clien
     }
     post_event(client, expired)
     assert session.get(Hold, hold.id).status == "released"
+    assert numbers_with_status(session, release_id, UnitStatus.AVAILABLE) == [1, 2, 3]
 
     assert post_event(client, completed).status_code == 200
 
     order = session.scalar(select(Order))
     assert order.status == "paid"
-    assert [unit.number for unit in order.units] == [1]  # No. 2 was released; the lowest free number is given
-    assert "assigned instead" in order.note
+    assert [unit.number for unit in order.units] == [2]  # nobody took No. 2 meanwhile: it is hers again
+    assert "still free" in order.note
+    assert "instead" not in order.note
+    mail = session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "ann@example.com"))
+    assert mail.subject.startswith("No. 2 of 3 is yours")
+    assert "instead" not in mail.body  # her numbers did not change, so the mail does not say they did
+    assert numbers_with_status(session, release_id, UnitStatus.AVAILABLE) == [1, 3]
     assert audit(session, clock()) == []
 
 
@@ -185,6 +194,7 @@ def test_late_payment_after_resale_gets_other_free_numbers(app, session, client,
     order = session.scalar(select(Order).where(Order.email == "late@example.com"))
     assert order.status == "paid"
     assert [unit.number for unit in order.units] == [2]
+    assert "assigned instead" in order.note
     assert audit(session, clock()) == []
     mail = session.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "late@example.com"))
     assert "gave you the numbers above instead" in mail.body.replace("\n", " ")
