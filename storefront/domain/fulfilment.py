@@ -207,6 +207,10 @@ def bind_payment(session: Session, paid: PaidCheckout) -> tuple[Hold | None, str
             return hold, f"names hold {hold.id}, whose own session is {hold.payment_session_id}"
         if hold.expected_amount is None:
             return hold, f"names hold {hold.id}, for which the shop never opened a checkout"
+        if hold.status != HoldStatus.ACTIVE:
+            # Binding by reference covers only the moment between asking Stripe for the session and recording its
+            # id. A hold that ended with no session recorded never handed a payment page to anybody.
+            return hold, f"names hold {hold.id}, which ended before any session of it was recorded"
         if paid.client_reference_id != client_reference(hold.id):
             return hold, f"names hold {hold.id} but carries the reference {paid.client_reference_id!r}"
         release = session.get(Release, hold.release_id)

@@ -3,31 +3,35 @@
 A run of 4 units, at most 2 per buyer, 4 addresses of which two are one mailbox (a +tag). Webhooks are held in the
 simulator: the machine delivers the simulator's own signed events itself, in any order, duplicated, old ones after
 new ones. Between deliveries buyers reserve (a real Checkout Session), pay on the simulator, cancel, let their hold
-run out while the sweeper runs, come back to the success page, Stripe expires sessions on its own clock, refunds
-are retried, the gateway fails now and then (a 5xx or 429 on expire or refund, or a 404 that says the session is
-gone), and a stranger pays a session of their own that names another buyer's hold.
+run out while the sweeper runs, come back to the success page; Stripe expires sessions on its own clock; refunds
+are retried; the gateway fails now and then (a 5xx or 429 opening a checkout, expiring a session or refunding, or a
+404 that says a session is gone although its page is still open, so the buyer pays late: their own numbers back,
+other numbers, or a refund); and a stranger pays a session of their own that names a hold of the shop's.
 
 After every step the invariant auditor finds nothing, and, checked against what the simulator holds:
 - every paid session has at most one Order or UnmatchedPayment, and exactly one once the shop was told
   (its event delivered, the success page asked, or its hold ended through the flow that closes the session first);
 - a session the shop did not open for a hold never becomes an order, and never touches anyone's units or holds;
 - a unit, once sold, stays sold to the same order (nothing is sold twice);
-- a buyer who paid has their units or a refund (never both), and one order_confirmed mail per order at most;
+- a buyer who paid has their units or a refund (never both); one order_confirmed mail per order with units, and it
+  says "instead" exactly when the numbers are not the ones held;
 - the gateway refunds each payment at most once, and every refund it made is recorded by the shop;
 - a hold the shop ended has no payable session left, and it ended for the reason asked first.
+A `settle` step lets everything catch up (gateway healthy, every payment event delivered, sweeps, refunds): then no
+hold is live, every refund has succeeded and every payment is recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import stripe
 from hypothesis import HealthCheck, settings
-from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -90,6 +94,65 @@ FAULTS = {
 
 def sim_request(sim, method: str, path: str, body: dict | None = None) -> requests.Response:
     return requests.request(method, f"{sim.url}{path}", json=body, timeout=10)
+
+
+def stranger_pays(
+    sim,
+    release: Release,
+    hold_id: int,
+    numbers: list[int],
+    *,
+    unit_amount: int = PRICE,
+    currency: str = "eur",
+    with_reference: bool = True,
+) -> str | None:
+    """A stranger opens a Checkout Session of their own naming `hold_id`, one line per number (by default exactly
+    what the shop asks for that hold), and pays it. Returns its id (None if the gateway refused to open it)."""
+    params = {
+        "mode": "payment",
+        "payment_method_types": ["card"],
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": currency,
+                    "unit_amount": unit_amount,
+                    "product_data": {"name": line_item_name(release, number)},
+                },
+                "quantity": 1,
+            }
+            for number in numbers
+        ],
+        "metadata": {"hold_id": str(hold_id)},
+        "customer_email": STRANGER,
+        "success_url": "https://elsewhere.example/thanks",
+    }
+    if with_reference:
+        params["client_reference_id"] = f"hold-{hold_id}"
+    sdk = stripe.StripeClient(STRIPE_TEST_KEY, base_addresses={"api": sim.url}, max_network_retries=0)
+    try:
+        forged = sdk.v1.checkout.sessions.create(params)
+    except stripe.StripeError:
+        return None  # an injected failure meant for the shop's checkout met the stranger instead
+    pay(sim, forged.id, email=STRANGER, name="M Allory", address={"line1": "9 Elsewhere Rd"})
+    return forged.id
+
+
+@contextlib.contextmanager
+def while_the_checkout_opens(interloper) -> Iterator[None]:
+    """Run `interloper()` in the window where the shop has recorded what it asks for a hold and waits on Stripe
+    for the session (no transaction open), as a request arriving meanwhile would."""
+    shop_gateway = gateway()
+    create = shop_gateway.create_checkout_session
+
+    def create_after_interloper(**request):
+        interloper()
+        return create(**request)
+
+    shop_gateway.create_checkout_session = create_after_interloper
+    try:
+        yield
+    finally:
+        del shop_gateway.create_checkout_session
 
 
 class PaymentInterleavings(RuleBasedStateMachine):
@@ -182,7 +245,6 @@ class PaymentInterleavings(RuleBasedStateMachine):
         data = event["data"]["object"]
         forged = event["type"] == "checkout.session.completed" and data["id"] in self.forged
         before = self.snapshot() if forged else None
-        hypothesis_event(f"deliver: {event['type']}{' (forged)' if forged else ''}")
         response = post_event(self.client, event)
         assert response.status_code == 200, (response.status_code, response.get_data(as_text=True))
         assert response.get_json()["received"] is True
@@ -232,13 +294,17 @@ class PaymentInterleavings(RuleBasedStateMachine):
         quantity=st.integers(1, LIMIT),
         number=st.none() | st.integers(1, TOTAL),
         pays=st.booleans(),
+        raced=st.booleans(),
     )
-    def reserve(self, buyer: str, quantity: int, number: int | None, pays: bool) -> None:
+    def reserve(self, buyer: str, quantity: int, number: int | None, pays: bool, raced: bool) -> None:
         """Claim and open the Checkout Session, as the reserve button does (tests/payments.py hold_with_checkout);
-        with `pays`, the buyer pays on Stripe's page at once (its event is held like every other)."""
-        self.reserve_and_maybe_pay(buyer, quantity, number, pays)
+        with `pays`, the buyer pays on Stripe's page at once (its event is held like every other). With `raced`,
+        while the shop waits on Stripe for the session, a stranger pays an exact copy of what it asks for."""
+        self.reserve_and_maybe_pay(buyer, quantity, number, pays, raced)
 
-    def reserve_and_maybe_pay(self, buyer: str, quantity: int, number: int | None, pays: bool) -> None:
+    def reserve_and_maybe_pay(
+        self, buyer: str, quantity: int, number: int | None, pays: bool, raced: bool = False
+    ) -> None:
         if number is not None:
             quantity = 1
         now = self.now()
@@ -247,15 +313,15 @@ class PaymentInterleavings(RuleBasedStateMachine):
             with write_transaction(self.session):
                 hold = claim(self.session, self.release_id, quantity, Buyer(buyer), now, HOLD_FOR, number=number)
                 hold_id, settings_ = hold.id, checkout_settings(hold)
-        except DomainError as refusal:
-            hypothesis_event(f"reserve: {type(refusal).__name__}")
-            return
-        try:
+        except DomainError:
+            return  # sold out, over the limit, the number taken: the buyer is told, nothing changed
+        # If the gateway fails, the hold ends ("checkout_failed") and no session is handed out.
+        with (
+            contextlib.suppress(flows.CheckoutUnavailable),
+            while_the_checkout_opens(lambda: self.stranger_copies(hold_id)) if raced else contextlib.nullcontext(),
+        ):
             flows.start_checkout(self.session, gateway(), hold_id, now, settings_)
-        except flows.CheckoutUnavailable:
-            hypothesis_event("reserve: checkout unavailable")
         hold = self.fresh(Hold, hold_id)
-        hypothesis_event(f"reserve: {hold.status}")
         session_id = hold.payment_session_id
         self.session.rollback()
         if session_id is not None:
@@ -263,22 +329,38 @@ class PaymentInterleavings(RuleBasedStateMachine):
             if pays:
                 self.pay_session(session_id, None)
 
-    def pay_session(self, session_id: str, email: str | None) -> None:
+    def stranger_copies(self, hold_id: int) -> None:
+        """A stranger pays (and Stripe reports) an exact copy of what the shop asks for this hold."""
+        numbers = list(self.fresh(Hold, hold_id).checkout_numbers or [])
+        forged_id = stranger_pays(self.sim, self.session.get(Release, self.release_id), hold_id, numbers)
+        self.session.rollback()
+        if forged_id is not None:
+            self.forged[forged_id] = hold_id
+            self.deliver_completed(forged_id)
+
+    def pay_session(self, session_id: str, email: str | None, comes_back: bool = False) -> None:
+        """Pay on Stripe's page; with `comes_back`, Stripe sends the buyer on to the success page at once."""
         body = {"email": email} if email else {}
         response = sim_request(self.sim, "POST", f"/_sim/checkout/sessions/{session_id}/pay", body)
         assert response.status_code in (200, 409), response.text
-        hypothesis_event(f"pay: {response.status_code}")
+        if response.status_code == 200 and comes_back:
+            self.visit_success_page(session_id)
 
     @precondition(lambda self: self.own_sessions)
-    @rule(data=st.data(), email=st.sampled_from([None, "someone.else@example.org"]), any_session=st.booleans())
-    def pay(self, data, email: str | None, any_session: bool) -> None:
+    @rule(
+        data=st.data(),
+        email=st.sampled_from([None, "someone.else@example.org"]),
+        any_session=st.booleans(),
+        comes_back=st.booleans(),
+    )
+    def pay(self, data, email: str | None, any_session: bool, comes_back: bool) -> None:
         """The buyer presses Pay on Stripe's page: mostly on a page still open (a hold whose session the gateway
         said was gone, too), sometimes on one already closed, which Stripe refuses."""
         candidates = list(self.own_sessions) if any_session else self.open_sessions()
         if not candidates:
             return
         session_id = data.draw(st.sampled_from(candidates), label="session")
-        self.pay_session(session_id, email)
+        self.pay_session(session_id, email, comes_back)
 
     @precondition(lambda self: self.own_sessions)
     @rule(data=st.data(), any_hold=st.booleans())
@@ -298,12 +380,11 @@ class PaymentInterleavings(RuleBasedStateMachine):
         try:
             ending = flows.end_hold(self.session, gateway(), hold_id, "cancelled", self.now())
         except PaymentError:
-            hypothesis_event("cancel: gateway failed")
+            # The page could not be closed: the hold stays held (it may still be paid), the sweeper finishes it.
             hold = self.fresh(Hold, hold_id)
             assert hold.status == HoldStatus.ACTIVE and hold.end_requested is not None
             self.session.rollback()
             return
-        hypothesis_event(f"cancel: {ending}")
         hold = self.fresh(Hold, hold_id)
         if ending is flows.Ending.RELEASED:
             assert hold.status == HoldStatus.RELEASED
@@ -314,10 +395,18 @@ class PaymentInterleavings(RuleBasedStateMachine):
         self.session.rollback()
 
     @precondition(lambda self: self.own_sessions)
-    @rule(data=st.data(), by_sweeper=st.booleans())
-    def gateway_loses_session_then_buyer_pays(self, data, by_sweeper: bool) -> None:
+    @rule(
+        data=st.data(),
+        by_sweeper=st.booleans(),
+        taken_by=st.none() | st.sampled_from(BUYERS),
+        comes_back=st.booleans(),
+    )
+    def gateway_loses_session_then_buyer_pays(
+        self, data, by_sweeper: bool, taken_by: str | None, comes_back: bool
+    ) -> None:
         """Stripe answers 404 when a live hold's session is closed (a cancel, or the sweeper once its time is up),
-        so the hold ends as "gone"; but the page was still open, and the buyer pays: a late payment."""
+        so the hold ends as "gone"; but the page was still open, and the buyer pays: a late payment. With
+        `taken_by`, another buyer reserves the numbers that came back on sale before the payment is paid."""
         self.session.rollback()
         active = list(
             self.session.scalars(
@@ -344,7 +433,11 @@ class PaymentInterleavings(RuleBasedStateMachine):
             reason = "cancelled"
         with contextlib.suppress(PaymentError):
             flows.end_hold(self.session, gateway(), hold_id, reason, self.now())
-        self.pay_session(session_id, None)
+        if taken_by is not None:
+            for number in self.fresh(Hold, hold_id).checkout_numbers or []:
+                self.session.rollback()
+                self.reserve_and_maybe_pay(taken_by, 1, number, pays=False)
+        self.pay_session(session_id, None, comes_back)
 
     @rule(minutes=st.integers(1, 30), sweep=st.booleans())
     def time_passes(self, minutes: int, sweep: bool) -> None:
@@ -395,6 +488,9 @@ class PaymentInterleavings(RuleBasedStateMachine):
     def success_page(self, data) -> None:
         """The buyer lands on (or reloads) the success page, which asks the gateway when the webhook is late."""
         session_id = data.draw(st.sampled_from(list(self.own_sessions) + list(self.forged)), label="session")
+        self.visit_success_page(session_id)
+
+    def visit_success_page(self, session_id: str) -> None:
         paid = self.stripe.v1.checkout.sessions.retrieve(session_id).payment_status == "paid"
         response = self.client.get(f"/checkout/success?session_id={session_id}")
         if session_id in self.forged:
@@ -421,18 +517,16 @@ class PaymentInterleavings(RuleBasedStateMachine):
         amount=st.sampled_from(["exactly what the shop asks", "one cent each", "more"]),
         currency=st.sampled_from(["eur", "jpy"]),
         with_reference=st.booleans(),
-        without_session=st.booleans(),
         deliver=st.booleans(),
     )
-    def forge_payment(
-        self, data, amount: str, currency: str, with_reference: bool, without_session: bool, deliver: bool
-    ) -> None:
+    def forge_payment(self, data, amount: str, currency: str, with_reference: bool, deliver: bool) -> None:
         """A stranger opens a session of their own naming a hold of the shop's (live, ended, one a late payment
         made, or none at all), with the line items the shop would ask for it, and pays it. Even when it is what the
         shop would ask for, to the cent, it is not the shop's session: it must not touch anyone's units.
 
-        `without_session` prefers holds with no session recorded (the ones a late payment makes), the only ones a
-        stranger could hope to bind to by copying the shop's request."""
+        An exact copy names, when there is one, a hold with no session recorded (the hold a late payment is sold
+        through, a hold whose checkout failed): the ones a stranger could hope to bind to by copying the shop's
+        request (a copy for a hold with a session recorded is refused at once: "whose own session is")."""
         session = self.session
         session.rollback()
         holds = list(session.execute(select(Hold.id, Hold.checkout_numbers, Hold.payment_session_id).order_by(Hold.id)))
@@ -440,47 +534,37 @@ class PaymentInterleavings(RuleBasedStateMachine):
         candidates = [(hold_id, numbers) for hold_id, numbers, _ in holds]
         candidates.append((holds[-1][0] + 100, [1]))  # a hold that does not exist
         unrecorded = [(hold_id, numbers) for hold_id, numbers, session_id in holds if session_id is None]
-        if without_session and unrecorded:
+        if amount == "exactly what the shop asks" and unrecorded:
             candidates = unrecorded
         victim, numbers = data.draw(st.sampled_from(candidates), label="victim")
         if amount == "exactly what the shop asks":
             currency, with_reference = "eur", True
         unit_amount = {"exactly what the shop asks": PRICE, "one cent each": 1, "more": PRICE + 100}[amount]
-        names = [line_item_name(release, number) for number in numbers or [1]]
         session.rollback()
-        params = {
-            "mode": "payment",
-            "payment_method_types": ["card"],
-            "line_items": [
-                {
-                    "price_data": {"currency": currency, "unit_amount": unit_amount, "product_data": {"name": name}},
-                    "quantity": 1,
-                }
-                for name in names
-            ],
-            "metadata": {"hold_id": str(victim)},
-            "customer_email": STRANGER,
-            "success_url": "https://elsewhere.example/thanks",
-        }
-        if with_reference:
-            params["client_reference_id"] = f"hold-{victim}"
-        try:
-            forged = self.stripe.v1.checkout.sessions.create(params)
-        except stripe.StripeError:
-            return  # an injected failure meant for the shop's checkout met the stranger instead
-        self.forged[forged.id] = victim
-        response = sim_request(
-            self.sim, "POST", f"/_sim/checkout/sessions/{forged.id}/pay", {"email": STRANGER, "name": "M Allory"}
+        forged_id = stranger_pays(
+            self.sim,
+            release,
+            victim,
+            numbers or [1],
+            unit_amount=unit_amount,
+            currency=currency,
+            with_reference=with_reference,
         )
-        response.raise_for_status()
+        self.session.rollback()
+        if forged_id is None:
+            return
+        self.forged[forged_id] = victim
         if deliver:
-            completed = [
-                event
-                for event in self.all_events()
-                if event["type"] == "checkout.session.completed" and event["data"]["object"]["id"] == forged.id
-            ]
-            assert len(completed) == 1
-            self.deliver(completed[0])
+            self.deliver_completed(forged_id)
+
+    def deliver_completed(self, session_id: str) -> None:
+        completed = [
+            event
+            for event in self.all_events()
+            if event["type"] == "checkout.session.completed" and event["data"]["object"]["id"] == session_id
+        ]
+        assert len(completed) == 1
+        self.deliver(completed[0])
 
     @rule()
     def settle(self) -> None:
@@ -516,7 +600,6 @@ class PaymentInterleavings(RuleBasedStateMachine):
     def books_are_sound(self) -> None:
         if not self.release_id:
             return
-        hypothesis_event("step")
         session = self.session
         session.rollback()
         problems = audit(session, self.now())
@@ -597,21 +680,7 @@ class PaymentInterleavings(RuleBasedStateMachine):
                     f"order {order.reference}: numbers {owned}, held {own_hold.checkout_numbers}, "
                     f"mail says reassigned={reassigned}"
                 )
-            if "assigned instead" in order.note:
-                hypothesis_event("order: late payment, other numbers")
-            elif "still free" in order.note:
-                hypothesis_event("order: late payment, own numbers")
-            elif not owned:
-                hypothesis_event("order: late payment, refunded")
-            else:
-                hypothesis_event("order: converted")
-        for hold in holds.values():
-            if hold.payment_status == "gone":
-                hypothesis_event("hold: session gone")
-        if any(refund.status == RefundStatus.SUCCEEDED for refund in session.scalars(select(Refund))):
-            hypothesis_event("refund: succeeded")
         for sid, row in unmatched.items():
-            hypothesis_event("unmatched payment")
             if row.payment_intent_id and row.amount > 0:
                 assert len(row.refunds) == 1, f"unmatched payment {sid} has {len(row.refunds)} refunds"
 
@@ -658,32 +727,9 @@ def test_random_payment_interleavings_keep_money_and_units_right(app, session, c
 def stranger_copies_the_shop_request(sim, session, hold_id: int, numbers: list[int]) -> str:
     """Open and pay a session of a stranger's own that is, to the cent, what the shop asks for this hold."""
     release = session.scalar(select(Release).join(Hold, Hold.release_id == Release.id).where(Hold.id == hold_id))
-    line_items = [
-        {
-            "price_data": {
-                "currency": "eur",
-                "unit_amount": PRICE,
-                "product_data": {"name": line_item_name(release, n)},
-            },
-            "quantity": 1,
-        }
-        for n in numbers
-    ]
+    forged = stranger_pays(sim, release, hold_id, numbers)
     session.rollback()
-    sdk = stripe.StripeClient(STRIPE_TEST_KEY, base_addresses={"api": sim.url}, max_network_retries=0)
-    forged = sdk.v1.checkout.sessions.create(
-        {
-            "mode": "payment",
-            "payment_method_types": ["card"],
-            "line_items": line_items,
-            "metadata": {"hold_id": str(hold_id)},
-            "client_reference_id": f"hold-{hold_id}",
-            "customer_email": STRANGER,
-            "success_url": "https://elsewhere.example/thanks",
-        }
-    )
-    pay(sim, forged.id, email=STRANGER, name="M Allory", address={"line1": "9 Elsewhere Rd"})
-    return forged.id
+    return forged
 
 
 def assert_unmatched_and_untouched(session, client, sim, forged_id: str) -> None:
@@ -748,3 +794,36 @@ def test_a_strangers_copy_of_the_request_cannot_bind_to_a_hold_whose_checkout_fa
 
     forged = stranger_copies_the_shop_request(stripe_sim, session, hold_id, [1])
     assert_unmatched_and_untouched(session, client, stripe_sim, forged)
+
+
+def test_a_strangers_copy_paid_while_the_checkout_opens_cannot_take_the_hold(
+    app, session, client, clock, stripe_sim, release_id
+):
+    # Ann reserves; while the shop waits on Stripe for her session (its request recorded, the session id not yet),
+    # a stranger pays a copy of that request and Stripe reports it.
+    with write_transaction(session):
+        hold = claim(session, release_id, 1, Buyer("ann@example.com"), clock(), HOLD_FOR)
+        hold_id, settings_ = hold.id, checkout_settings(hold)
+    forged = []
+
+    def stranger_pays_meanwhile():
+        forged.append(stranger_copies_the_shop_request(stripe_sim, session, hold_id, [1]))
+        assert post_event(client, event_for(stripe_sim, "checkout.session.completed", forged[0])).status_code == 200
+
+    with while_the_checkout_opens(stranger_pays_meanwhile):
+        try:
+            answer = flows.start_checkout(session, gateway(), hold_id, clock(), settings_)
+        except flows.CheckoutUnavailable as error:
+            answer = f"CheckoutUnavailable: {error}"
+
+    # The stranger's payment is refunded and Ann's hold is untouched: her own page is open, and hers to pay.
+    session.rollback()
+    hold = session.get(Hold, hold_id)
+    order = session.scalar(select(Order))
+    assert order is None, (
+        f"the stranger's payment became order {order.reference} for {order.email}, shipped to "
+        f"{order.shipping_name}; Ann was answered {answer!r}; her hold is {hold.status} with payment_status "
+        f"{hold.payment_status!r} and the {'stranger' if hold.payment_session_id == forged[0] else 'shop'}'s session"
+    )
+    assert session.scalar(select(UnmatchedPayment).where(UnmatchedPayment.checkout_session_id == forged[0]))
+    assert (hold.status, hold.payment_status, hold.payment_url) == ("active", "unpaid", answer)
