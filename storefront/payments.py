@@ -95,7 +95,7 @@ class CheckoutSession:
     def is_paid(self) -> bool:
         return self.status == "complete" and self.payment_status == "paid"
 
-    def as_paid_checkout(self, line_items: tuple[LineItem, ...] | None = None) -> PaidCheckout:
+    def as_paid_checkout(self) -> PaidCheckout:
         """What the domain needs of a paid session, with what it says of itself kept apart from what it paid."""
         claimed = str(self.metadata.get("hold_id") or "")
         return PaidCheckout(
@@ -108,7 +108,6 @@ class CheckoutSession:
             client_reference_id=self.client_reference_id,
             shipping_name=self.shipping_name,
             shipping_address=self.shipping_address,
-            line_items=line_items,
         )
 
 
@@ -267,24 +266,6 @@ class Gateway:
             "retrieve a checkout session",
             lambda: session_from_stripe(self.client.v1.checkout.sessions.retrieve(session_id)),
         )
-
-    def list_line_items(self, session_id: str) -> tuple[LineItem, ...]:
-        """The session's line items as the gateway charged them (one page of up to 100: a hold is smaller)."""
-        page = self.call(
-            "list a checkout session's line items",
-            lambda: self.client.v1.checkout.sessions.line_items.list(session_id, {"limit": 100}),
-        )
-        items = []
-        for item in to_plain(page).get("data") or []:
-            price = item.get("price") or {}
-            items.append(
-                LineItem(
-                    name=item.get("description") or "",
-                    unit_amount=price.get("unit_amount") or 0,
-                    quantity=item.get("quantity") or 0,
-                )
-            )
-        return tuple(items)
 
     def expire_session(self, session_id: str) -> CheckoutSession:
         """Expire an open session so it can no longer be paid.

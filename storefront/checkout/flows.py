@@ -31,7 +31,6 @@ from storefront.domain.fulfilment import (
     Fulfilment,
     Outcome,
     PaidCheckout,
-    binding_needs_line_items,
     client_reference,
     expected_line_items,
     fulfil_paid_checkout,
@@ -136,19 +135,6 @@ def checkout_request(session: Session, hold: Hold, settings: CheckoutSettings) -
 # --- A paid checkout --------------------------------------------------------------------------------------------
 
 
-def prepare_paid_checkout(session: Session, gateway: Gateway, checkout: CheckoutSession) -> PaidCheckout:
-    """Read what the domain needs to bind this payment: its line items only when its session is not yet recorded.
-
-    Call with no write transaction open (it may cross the network); it ends the read it makes.
-    """
-    paid = checkout.as_paid_checkout()
-    needs_line_items = binding_needs_line_items(session, paid)
-    end_read(session)
-    if needs_line_items:
-        paid = checkout.as_paid_checkout(gateway.list_line_items(checkout.id))
-    return paid
-
-
 def apply_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) -> Fulfilment | None:
     """Inside the edge's write transaction: fulfil a paid checkout (idempotent) and queue what follows it."""
     result = fulfil_paid_checkout(session, paid, now)
@@ -174,9 +160,8 @@ def complete_checkout(
     session: Session, gateway: Gateway, checkout: CheckoutSession, now: datetime
 ) -> Fulfilment | None:
     """Fulfil a paid session in a transaction of its own (the success page, the sweeper, a cancel that lost)."""
-    paid = prepare_paid_checkout(session, gateway, checkout)
     with write_transaction(session):
-        return apply_paid_checkout(session, paid, now)
+        return apply_paid_checkout(session, checkout.as_paid_checkout(), now)
 
 
 def queue_fulfilment_mail(session: Session, result: Fulfilment) -> None:

@@ -8,7 +8,7 @@ from storefront.checkout import flows
 from storefront.domain.refunds import record_charge_refunded
 from storefront.extensions import csrf, db
 from storefront.models import PaymentEvent
-from storefront.payments import MalformedEvent, PaymentError, SignatureError, gateway, session_from_stripe
+from storefront.payments import MalformedEvent, SignatureError, gateway, session_from_stripe
 from storefront.unit_of_work import write_transaction
 from storefront.webhooks import bp
 
@@ -31,20 +31,15 @@ def receive_stripe_event():
         return jsonify({"error": "malformed event", "message": str(error)}), 400
 
     event_id, event_type, data_object = event["id"], event["type"], event["data"]["object"]
-    try:
-        paid = None
-        if event_type in PAID_EVENTS:
+    paid = None
+    if event_type in PAID_EVENTS:
+        try:
             checkout = session_from_stripe(data_object)
-            if checkout.is_paid:
-                # Any gateway call binding needs happens here, before the transaction opens.
-                paid = flows.prepare_paid_checkout(db.session, gateway(), checkout)
-    except MalformedEvent as error:
-        log.warning("Rejected webhook %s with an unreadable object: %s", event_id, error)
-        return jsonify({"error": "malformed event", "message": str(error)}), 400
-    except PaymentError as error:
-        # Stripe delivers again later; by then the gateway will answer.
-        log.warning("Webhook %s could not be prepared: %s", event_id, error)
-        return jsonify({"error": "gateway unavailable", "message": error.message}), 503
+        except MalformedEvent as error:
+            log.warning("Rejected webhook %s with an unreadable object: %s", event_id, error)
+            return jsonify({"error": "malformed event", "message": str(error)}), 400
+        if checkout.is_paid:
+            paid = checkout.as_paid_checkout()
 
     now = clock.now()
     try:
