@@ -96,7 +96,10 @@ def start_checkout(session: Session, gateway: Gateway, hold_id: int, now: dateti
     with write_transaction(session):
         hold = lock_hold(session, hold_id)
         # Recorded even on a hold that ended meanwhile: a payment of this session is then bound to its hold
-        # (and gets its numbers back if they are free, or a refund) instead of being a stranger.
+        # (and gets its numbers back if they are free, or a refund) instead of being a stranger. Never over
+        # another session: nothing else records one in this window, and a second one must not replace it.
+        if hold.payment_session_id not in (None, checkout.id):
+            raise RuntimeError(f"Hold {hold_id} already has session {hold.payment_session_id}, not {checkout.id}")
         hold.payment_session_id = checkout.id
         hold.payment_status = checkout.payment_status
         hold.payment_url = checkout.url
@@ -273,7 +276,7 @@ def sweep_holds(
             or_(Hold.expires_at <= now, Hold.end_requested.is_not(None)),
             or_(Hold.sweep_lease_until.is_(None), Hold.sweep_lease_until <= now),
         )
-        .order_by(Hold.expires_at)
+        .order_by(Hold.expires_at, Hold.id)
         .limit(SWEEP_BATCH)
     ).all()
     end_read(session)
