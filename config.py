@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -154,6 +155,17 @@ class Config:
     WTF_CSRF_TIME_LIMIT = None  # a buyer who leaves the release page open until 10:00 must still be able to post
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_HTTPONLY = True
+    # Flask-Login's "remember me" cookie: the same care as the session cookie; Secure in production.
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_DURATION = timedelta(days=env_int("REMEMBER_COOKIE_DAYS", 30))
+
+    # Failed sign-ins allowed per submitted address and per client IP (Flask-Limiter rate strings); successful
+    # sign-ins do not count. Counted in RATELIMIT_STORAGE_URI: Redis when REDIS_URL is set (shared by every
+    # worker), else each process's memory.
+    LOGIN_LIMIT_PER_EMAIL = os.environ.get("LOGIN_LIMIT_PER_EMAIL", "5/minute")
+    LOGIN_LIMIT_PER_IP = os.environ.get("LOGIN_LIMIT_PER_IP", "10/minute")
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or os.environ.get("REDIS_URL", "") or "memory://"
 
     # Largest request body, in bytes: anything bigger is answered 413 before forms, CSRF or the webhook read it.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
@@ -177,6 +189,7 @@ class DevelopmentConfig(Config):
 class ProductionConfig(Config):
     ENV_NAME = "production"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    REMEMBER_COOKIE_SECURE = env_bool("REMEMBER_COOKIE_SECURE", True)
     PREFERRED_URL_SCHEME = "https"
     STRICT_TRANSPORT_SECURITY = env_bool("STRICT_TRANSPORT_SECURITY", True)
     REQUIRED = ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
@@ -188,6 +201,8 @@ class TestConfig(Config):
     SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = True
+    # Each test app starts with fresh counters, even where REDIS_URL is set (CI).
+    RATELIMIT_STORAGE_URI = "memory://"
 
 
 CONFIGS = {

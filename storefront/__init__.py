@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 import config as settings
 from storefront import security
 from storefront.database import configure_sqlite, engine_options
-from storefront.extensions import csrf, db, migrate
+from storefront.extensions import csrf, db, limiter, login_manager, migrate
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -64,6 +64,8 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
     # Before CSRF: an oversized body gets 413 and a NUL byte 400, not "the form expired".
     security.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
+    init_login(app)
     with app.app_context():
         configure_sqlite(db.engine)
 
@@ -88,10 +90,37 @@ def check_required_settings(app: Flask) -> None:
         raise RuntimeError(f"Refusing to start: {'; '.join(problems)} (see README.md)")
 
 
+def init_login(app: Flask) -> None:
+    """Sign-in with Flask-Login: accounts load by id; a session cookie replayed from elsewhere is dropped."""
+    from flask import g
+
+    from storefront.models import User
+
+    login_manager.init_app(app)
+    login_manager.login_view = "account.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+    # "strong": a session whose client (address and browser) changes is signed out, remember-me cookie included.
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+    @app.before_request
+    def forget_cached_user() -> None:
+        # Flask-Login caches the user in `g`, which lives as long as the app context: a request run inside another
+        # one's context (the test client inside a test's, a request made from a CLI command) must still be judged
+        # by its own cookies.
+        g.pop("_login_user", None)
+
+
 def register_blueprints(app: Flask) -> None:
+    from storefront.account import bp as account_bp
     from storefront.api import bp as api_bp
     from storefront.checkout import bp as checkout_bp
     from storefront.media import bp as media_bp
+    from storefront.producer import bp as producer_bp
     from storefront.shop import bp as shop_bp
     from storefront.story import bp as story_bp
     from storefront.webhooks import bp as webhooks_bp
@@ -102,6 +131,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(media_bp)
     app.register_blueprint(checkout_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(account_bp)
+    app.register_blueprint(producer_bp)
 
 
 def register_error_pages(app: Flask) -> None:

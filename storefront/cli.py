@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import current_app
 from flask.cli import AppGroup
@@ -24,6 +26,31 @@ def seed_demo_command() -> None:
         click.echo(f"Demo data loaded: {', '.join(created)}.")
     else:
         click.echo("Demo data already present; nothing to do.")
+
+
+@storefront_cli.command("create-producer")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def create_producer_command(email: str, password_stdin: bool) -> None:
+    """Create a producer account that can sign in at /login (asks for the password twice)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from storefront.domain.accounts import AccountError, create_producer
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with write_transaction(db.session):
+            user = create_producer(db.session, email, password, clock.now())
+            created = user.email
+    except AccountError as error:
+        raise click.ClickException(error.message) from error
+    except IntegrityError as error:
+        # Two commands raced for the same address: the unique constraint kept one account.
+        raise click.ClickException(f"There is already an account for {email.strip().lower()}.") from error
+    click.echo(f"Producer {created} created; they can sign in at /login.")
 
 
 @storefront_cli.command("audit")

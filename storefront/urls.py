@@ -35,3 +35,22 @@ def external_url(endpoint: str, /, **values: Any) -> str:
     if anchor is not None:
         url += "#" + quote(anchor, safe="%!#$&'()*+,/:;=?@")
     return url
+
+
+def safe_next_url(target: str | None, default: str = "/") -> str:
+    """Return `target` if it is a path on this shop ("/producer/?x=1"), else `default`.
+
+    The one check for every `next` redirect: anything a browser could read as another site is refused, such as
+    "//evil.example", "https://evil.example", "/\\evil.example" (browsers read "\\" as "/") and paths with control
+    characters or whitespace, which browsers strip ("/\\t/evil.example" becomes "//evil.example").
+    """
+    if not isinstance(target, str) or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(
+        character.isspace() or ord(character) < 32 or ord(character) == 127 for character in target
+    ):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target

@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and `create_all` see the whole schema."""
 
+from storefront.models.accounts import Role, User
 from storefront.models.base import Base, UTCDateTime
 from storefront.models.catalog import (
     Batch,
@@ -37,11 +38,13 @@ __all__ = [
     "PeriodicRun",
     "Refund",
     "RefundStatus",
+    "Role",
     "Product",
     "Release",
     "ReleaseStatus",
     "UTCDateTime",
     "Unit",
     "UnmatchedPayment",
+    "User",
     "UnitStatus",
 ]
