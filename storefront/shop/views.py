@@ -115,10 +115,14 @@ def hold_state(hold: Hold, now: datetime) -> str:
 
 
 def checkout_settings(hold: Hold) -> flows.CheckoutSettings:
+    return checkout_settings_for(hold.token)
+
+
+def checkout_settings_for(hold_token: str) -> flows.CheckoutSettings:
     """Stripe's return addresses, built from SHOP_URL: never from the Host this request happened to carry."""
     return flows.CheckoutSettings(
         success_url=external_url("checkout.show_success") + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=external_url("checkout.confirm_cancel", token=hold.token),
+        cancel_url=external_url("checkout.confirm_cancel", token=hold_token),
         allowed_countries=current_app.config["SHIPPING_COUNTRIES"],
     )
 
@@ -182,7 +186,7 @@ def reserve_release(slug: str):
                 hold_for=timedelta(minutes=current_app.config["HOLD_MINUTES"]),
                 number=form.number.data,
             )
-            hold_id, settings = hold.id, checkout_settings(hold)
+            hold_id, hold_token = hold.id, hold.token
     except DomainError as refusal:
         outcome, status = describe_refusal(refusal, release, now)
         page = render_template(
@@ -195,6 +199,8 @@ def reserve_release(slug: str):
             now=now,
         )
         return page, status
+    # Built after the claim commits: nothing but the claim runs while it holds its locks.
+    settings = checkout_settings_for(hold_token)
     try:
         checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, settings)
     except CheckoutUnavailable:
