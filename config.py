@@ -120,6 +120,8 @@ class Config:
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
 
     HOLD_MINUTES = env_int("HOLD_MINUTES", 10)
+    # The producer's time zone (IANA name): release times are entered and shown in it, stored in UTC.
+    SHOP_TIMEZONE = os.environ.get("SHOP_TIMEZONE", "Europe/Dublin")
 
     STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
     STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")

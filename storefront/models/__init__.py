@@ -1,6 +1,8 @@
 """All models, imported here so Alembic and `create_all` see the whole schema."""
 
 from storefront.models.accounts import Role, User
+from storefront.models.activity import ActivityEntry
+from storefront.models.audience import Announcement, Subscriber, SubscriberStatus
 from storefront.models.base import Base, UTCDateTime
 from storefront.models.catalog import (
     Batch,
@@ -24,6 +26,10 @@ from storefront.models.orders import (
 )
 
 __all__ = [
+    "ActivityEntry",
+    "Announcement",
+    "Subscriber",
+    "SubscriberStatus",
     "Base",
     "Batch",
     "BatchFact",

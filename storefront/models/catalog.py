@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from storefront.clock import utcnow
@@ -119,6 +119,9 @@ class BatchImage(Base):
     caption: Mapped[str] = mapped_column(String(300), default="")
     width: Mapped[int | None]
     height: Mapped[int | None]
+    # The re-encoded copies the photo pipeline made, narrowest first: [{"width", "height", "path"}, ...], served
+    # with srcset. Empty for a photo stored before the pipeline existed: then `path` is the only copy.
+    variants: Mapped[list[dict]] = mapped_column(JSON, default=list)
 
     batch: Mapped[Batch] = relationship(back_populates="images")
 
@@ -132,6 +135,7 @@ class BatchImage(Base):
 class ReleaseStatus(StrEnum):
     UPCOMING = "upcoming"
     ON_SALE = "on_sale"
+    PAUSED = "paused"  # on sale by the clock, but the producer has stopped claims for now
     SOLD_OUT = "sold_out"
     CLOSED = "closed"
 
@@ -158,7 +162,10 @@ class Release(Base):
     off_sale_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     per_customer_limit: Mapped[int] = mapped_column(default=2)
     allow_number_choice: Mapped[bool] = mapped_column(default=False)
+    # Set while the producer has paused claims (storefront.domain.releases.pause_release); None when open.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     batch: Mapped[Batch] = relationship(back_populates="releases")
 
@@ -198,4 +205,6 @@ class Release(Base):
             return ReleaseStatus.CLOSED
         if available <= 0:
             return ReleaseStatus.SOLD_OUT
+        if self.paused_at is not None:
+            return ReleaseStatus.PAUSED
         return ReleaseStatus.ON_SALE

@@ -114,6 +114,14 @@ class Unit(Base):
             sqlite_where=text("status = 'available'"),
         ),
         Index("ix_unit_release_status", "release_id", "status"),
+        # The dashboard's "sold over time" chart buckets sold units by time, per release.
+        Index(
+            "ix_unit_release_sold_at",
+            "release_id",
+            "sold_at",
+            postgresql_where=text("sold_at IS NOT NULL"),
+            sqlite_where=text("sold_at IS NOT NULL"),
+        ),
         Index("ix_unit_hold_id", "hold_id"),
         Index("ix_unit_order_id", "order_id"),
     )

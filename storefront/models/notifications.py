@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text, text
+from sqlalchemy import JSON, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storefront.clock import utcnow
@@ -26,6 +26,10 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    # Extra headers (List-Unsubscribe, List-Unsubscribe-Post) and attachments ([{"filename", "content_type",
+    # "content"}], text only: an .ics invitation), both decided when the mail is queued.
+    headers: Mapped[dict] = mapped_column(JSON, default=dict)
+    attachments: Mapped[list[dict]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -26,3 +26,9 @@ def show_dashboard():
     ).all()
     views = describe_releases(db.session, releases, clock.now())
     return render_template("producer/show_dashboard.html", views=views, user=current_user)
+
+
+@bp.get("/activity")
+def show_activity():
+    """Who changed what, newest first."""
+    return render_template("producer/show_activity.html")

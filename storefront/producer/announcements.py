@@ -1,0 +1,11 @@
+"""Announcing releases to subscribers, and the subscriber list (stub: the announcements helper fills this in)."""
+
+from flask import render_template
+
+from storefront.producer import bp
+
+
+@bp.get("/subscribers")
+def list_subscribers():
+    """The people who asked to hear about new batches."""
+    return render_template("producer/list_subscribers.html")
