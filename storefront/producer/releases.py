@@ -9,3 +9,9 @@ from storefront.producer import bp
 def new_release():
     """The form to open a numbered release of a batch."""
     return render_template("producer/new_release.html")
+
+
+@bp.get("/releases/<int:release_id>")
+def show_release(release_id: int):
+    """One release in the workspace: its terms, counts, withheld numbers, pause and edit."""
+    return render_template("producer/new_release.html")
