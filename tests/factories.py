@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from storefront.models import Batch, BatchFact, Product, Release, Unit
+from storefront.database import WRITE_TRANSACTION_ACTIVE
+from storefront.domain.activity import SHOP
+from storefront.domain.releases import ReleaseTerms, open_release
+from storefront.models import Batch, BatchFact, Product, Release
+from storefront.unit_of_work import plain_session, write_transaction
 
 sequence = itertools.count(1)
 
@@ -42,27 +46,35 @@ def make_release(
     batch: Batch | None = None,
     slug: str | None = None,
     allow_number_choice: bool = True,
+    withheld: Iterable[int] = (),
+    currency: str = "EUR",
 ) -> Release:
-    """Create a release with `units` available units numbered 1..units."""
-    batch = batch or make_batch(session)
+    """Open a release of `units` numbered units through the domain (`open_release`), as the producer would.
+
+    Inside a test's own write_transaction it joins it; otherwise it commits one of its own (on SQLite a
+    write needs a transaction that began as one), together with whatever the test had pending.
+    """
     n = next(sequence)
-    release = Release(
-        batch=batch,
-        slug=slug or f"release-{n}",
+    terms = ReleaseTerms(
         title=f"Cask strength, run {n}",
+        slug=slug or f"release-{n}",
         price_amount=price,
-        currency="EUR",
+        currency=currency,
         total_units=units,
         on_sale_at=on_sale_at,
         off_sale_at=off_sale_at,
         per_customer_limit=limit,
         allow_number_choice=allow_number_choice,
     )
-    session.add(release)
+
+    def open_it() -> Release:
+        batch_id = (batch or make_batch(session)).id
+        # The factories record releases that opened in the past; `now` only stamps the activity line.
+        return open_release(session, batch_id, terms, on_sale_at, SHOP, withheld=withheld, allow_past_on_sale=True)
+
+    if plain_session(session).info.get(WRITE_TRANSACTION_ACTIVE):
+        return open_it()
+    # What the test changed by hand so far (a batch's code, say) is flushed and committed with the release.
     session.flush()
-    session.execute(
-        insert(Unit),
-        [{"release_id": release.id, "number": i, "status": "available"} for i in range(1, units + 1)],
-    )
-    session.flush()
-    return release
+    with write_transaction(session):
+        return open_it()

@@ -8,6 +8,7 @@
   var STATUS_LABELS = {
     upcoming: "Coming soon",
     on_sale: "On sale",
+    paused: "Paused",
     sold_out: "Sold out",
     closed: "Closed"
   };

@@ -37,6 +37,10 @@ class NotOnSale(DomainError):
     """The release is not open for claims: before `on_sale_at`, or after `off_sale_at`."""
 
 
+class ReleasePaused(DomainError):
+    """The producer has paused claims on this release for now (`storefront.domain.releases.pause_release`)."""
+
+
 class SoldOut(DomainError):
     """Not enough units are free for this claim."""
 
@@ -115,7 +119,7 @@ def claim(
     LimitReached, NumberTaken or InvalidClaim; on any error the caller rolls back and nothing has changed.
     """
     require_write_transaction(session)
-    release = session.get(Release, release_id)
+    release = read_release_for_claim(session, release_id)
     if release is None:
         raise InvalidClaim("This release does not exist.")
     check_claim_request(release, quantity, number, now)
@@ -175,11 +179,28 @@ def has_claimable_units(session: Session, release_id: int, now: datetime) -> boo
     return timed_out is not None
 
 
+def read_release_for_claim(session: Session, release_id: int) -> Release | None:
+    """Read the release's current terms with its row locked FOR KEY SHARE.
+
+    Claims share this lock, so buyers never wait for each other on it (inserting the hold takes the same lock
+    again through its foreign key); a producer's pause or price change locks the row FOR UPDATE and so waits for
+    claims under way, and claims after it see its terms (storefront.domain.releases).
+    """
+    return session.scalar(
+        select(Release)
+        .where(Release.id == release_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 def check_claim_request(release: Release, quantity: int, number: int | None, now: datetime) -> None:
     if now < release.on_sale_at:
         raise NotOnSale("This release is not on sale yet.")
     if release.off_sale_at is not None and now >= release.off_sale_at:
         raise NotOnSale("This release has closed.")
+    if release.paused_at is not None:
+        raise ReleasePaused("The maker has paused sales of this release for a moment; check back soon.")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidClaim("Choose how many you want: at least 1.")
     if quantity > release.per_customer_limit:

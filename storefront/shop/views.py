@@ -17,11 +17,13 @@ from storefront.domain.inventory import (
     LimitReached,
     NotOnSale,
     NumberTaken,
+    ReleasePaused,
     SoldOut,
     claim,
     has_claimable_units,
     held_numbers,
 )
+from storefront.domain.releases import kept_back_numbers
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
@@ -32,6 +34,8 @@ from storefront.unit_of_work import write_transaction
 from storefront.urls import external_url
 
 RECENTLY_SOLD_OUT_SHOWN = 6
+# A release page names the numbers kept by the maker when there are at most this many; beyond, it counts them.
+KEPT_NUMBERS_NAMED = 10
 
 
 def get_release_or_404(slug: str, *, with_batch: bool = True) -> Release:
@@ -70,9 +74,12 @@ def reserve_form_for(release: Release, **kwargs) -> ReserveForm:
 def render_release_page(release: Release, form: ReserveForm, status: int = 200):
     now = clock.now()
     (view,) = describe_releases(db.session, [release], now)
+    kept = view.stock.withheld
+    kept_numbers = kept_back_numbers(db.session, release.id) if 0 < kept <= KEPT_NUMBERS_NAMED else []
     page = render_template(
         "shop/show_release.html",
         view=view,
+        kept_numbers=kept_numbers,
         release=release,
         batch=release.batch,
         form=form,
@@ -90,6 +97,8 @@ def describe_refusal(refusal: DomainError, release: Release, now: datetime) -> t
             return "not_on_sale_yet", 409
         case NotOnSale():
             return "closed", 409
+        case ReleasePaused():
+            return "paused", 409
         case SoldOut(available=available) if available > 0:
             return "only_some_left", 409
         case SoldOut() | NumberTaken(next_free=None):
@@ -139,7 +148,8 @@ def show_home():
         select(Release).options(selectinload(Release.batch).selectinload(Batch.images)).order_by(Release.on_sale_at)
     ).all()
     views = describe_releases(db.session, releases, now)
-    on_sale = [view for view in views if view.status is ReleaseStatus.ON_SALE]
+    # A paused release is still on sale, for a moment not taking reservations: its card says so.
+    on_sale = [view for view in views if view.status in (ReleaseStatus.ON_SALE, ReleaseStatus.PAUSED)]
     upcoming = [view for view in views if view.status is ReleaseStatus.UPCOMING]
     sold_out = [view for view in views if view.status is ReleaseStatus.SOLD_OUT]
     sold_out.sort(key=lambda view: view.release.on_sale_at, reverse=True)
