@@ -11,6 +11,8 @@ import logging
 import smtplib
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from email.policy import default as default_policy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -28,10 +30,59 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20
 SEND_BATCH = 50
 LEASE = timedelta(minutes=5)
+# Headers mail programs read as a URL: folded at 78 characters, a long one would be written as RFC 2047 encoded
+# words, which List-Unsubscribe readers (RFC 2369, RFC 8058) do not decode. RFC 5322 allows 998 on one line.
+UNFOLDED_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+ONE_LINE = default_policy.clone(max_line_length=998)
 
 
-def queue_mail(session: Session, recipient: str, template: str, **context) -> OutboxMessage:
-    """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending."""
+class OutboxPolicy(EmailPolicy):
+    """The standard policy (email.policy.default), except that UNFOLDED_HEADERS are written on one line."""
+
+    def fold(self, name, value):
+        if name.lower() in UNFOLDED_HEADERS:
+            return ONE_LINE.fold(name, value)
+        return super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if name.lower() in UNFOLDED_HEADERS:
+            return ONE_LINE.fold_binary(name, value)
+        return super().fold_binary(name, value)
+
+
+OUTBOX_POLICY = OutboxPolicy()
+
+
+def queue_mail(
+    session: Session,
+    recipient: str,
+    template: str,
+    *,
+    headers: dict[str, str] | None = None,
+    attachments: list[dict[str, str]] | None = None,
+    **context,
+) -> OutboxMessage:
+    """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending.
+
+    `headers` are added to the mail as they are (List-Unsubscribe...); each attachment is a text file,
+    `{"filename", "content_type", "content"}`, such as an .ics invitation.
+    """
+    subject, body = render_mail(template, **context)
+    message = OutboxMessage(
+        recipient=recipient,
+        subject=subject,
+        body=body,
+        headers=dict(headers or {}),
+        attachments=list(attachments or []),
+    )
+    session.add(message)
+    session.flush()
+    after_commit(session, "wake-mail-sender", wakeups.mail_queued.send)
+    return message
+
+
+def render_mail(template: str, **context) -> tuple[str, str]:
+    """Render `templates/mail/<template>.txt` into its subject (the first line, "Subject: ...") and body."""
     # Links in mail always start from SHOP_URL, the shop's public address: mail is often queued by the worker (no
     # request) or by Stripe's webhook, whose Host is wherever the event was sent (`stripe listen`, a proxy).
     with current_app.test_request_context(base_url=current_app.config["SHOP_URL"]):
@@ -39,11 +90,7 @@ def queue_mail(session: Session, recipient: str, template: str, **context) -> Ou
     first_line, _, body = rendered.partition("\n")
     if not first_line.startswith("Subject: "):
         raise ValueError(f"mail/{template}.txt must start with a 'Subject: ' line")
-    message = OutboxMessage(recipient=recipient, subject=first_line[len("Subject: ") :].strip(), body=body.lstrip())
-    session.add(message)
-    session.flush()
-    after_commit(session, "wake-mail-sender", wakeups.mail_queued.send)
-    return message
+    return first_line[len("Subject: ") :].strip(), body.lstrip()
 
 
 def producer_address() -> str:
@@ -52,14 +99,33 @@ def producer_address() -> str:
 
 
 def build_email(message: OutboxMessage, sender: str) -> EmailMessage:
-    email = EmailMessage()
+    email = EmailMessage(policy=OUTBOX_POLICY)
     email["From"] = sender
     email["To"] = message.recipient
     email["Subject"] = message.subject
     email["Date"] = formatdate(localtime=False, usegmt=True)
     email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
+    for name, value in (message.headers or {}).items():
+        email[name] = value
     email.set_content(message.body)
+    for attachment in message.attachments or []:
+        maintype, subtype, params = split_content_type(attachment["content_type"])
+        if maintype != "text":
+            raise ValueError(f"Only text attachments can be queued, not {attachment['content_type']}")
+        email.add_attachment(attachment["content"], subtype=subtype, params=params, filename=attachment["filename"])
     return email
+
+
+def split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
+    """Split "text/calendar; method=PUBLISH" into ("text", "calendar", {"method": "PUBLISH"})."""
+    kind, *parameters = (part.strip() for part in content_type.split(";"))
+    maintype, _, subtype = kind.lower().partition("/")
+    params = {}
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip():
+            params[name.strip().lower()] = value.strip().strip('"')
+    return maintype, subtype, params
 
 
 class Mailer:

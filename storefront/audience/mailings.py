@@ -1,0 +1,82 @@
+"""Mail to subscribers: the confirmation of a sign-up, and a release's announcement with its calendar file.
+
+Every mail to a subscriber carries their one-click unsubscribe link in the text and in the List-Unsubscribe and
+List-Unsubscribe-Post headers (RFC 8058), so a mail provider can offer its own "unsubscribe" button.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from storefront import calendar, notifications
+from storefront.audience import tokens
+from storefront.domain.announcements import UNSUBSCRIBE_LINK, AnnouncementMail
+from storefront.domain.subscribers import list_unsubscribe_headers
+from storefront.models import OutboxMessage, Release, Subscriber
+from storefront.text import iso_utc
+from storefront.urls import external_url
+
+
+def shop_timezone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["SHOP_TIMEZONE"])
+
+
+def shop_local_time(moment: datetime) -> str:
+    """Say when in the shop's own time zone, with its abbreviation: "Thu 2 July 2026, 11:00 IST"."""
+    local = moment.astimezone(shop_timezone())
+    return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local:%Z}"
+
+
+def queue_confirmation(session: Session, subscriber: Subscriber) -> OutboxMessage:
+    """Queue the mail whose signed link confirms a sign-up."""
+    unsubscribe_url = tokens.unsubscribe_url(subscriber.id)
+    return notifications.queue_mail(
+        session,
+        subscriber.email,
+        "subscription_confirm",
+        headers=list_unsubscribe_headers(unsubscribe_url),
+        confirm_url=tokens.confirmation_url(subscriber.id),
+        confirm_hours=current_app.config["SUBSCRIBE_CONFIRM_HOURS"],
+        unsubscribe_url=unsubscribe_url,
+    )
+
+
+def release_calendar(release: Release) -> str:
+    """The .ics text for a release's drop, with absolute links to its page."""
+    return calendar.release_calendar(
+        release,
+        release_url=external_url("shop.show_release", slug=release.slug),
+        shop_name=current_app.config["SHOP_NAME"],
+        shop_url=current_app.config["SHOP_URL"],
+    )
+
+
+def calendar_attachment(release: Release) -> dict[str, str]:
+    return {
+        "filename": calendar.calendar_filename(release),
+        "content_type": calendar.CONTENT_TYPE,
+        "content": release_calendar(release),
+    }
+
+
+def compose_announcement(release: Release, now: datetime) -> AnnouncementMail:
+    """The announcement of `release` as every confirmed subscriber will get it (the preview shows the same)."""
+    subject, body = notifications.render_mail(
+        "release_announced",
+        release=release,
+        batch=release.batch,
+        on_sale_now=now >= release.on_sale_at,
+        on_sale_iso=iso_utc(release.on_sale_at),
+        on_sale_local=shop_local_time(release.on_sale_at),
+        unsubscribe_url=UNSUBSCRIBE_LINK,
+    )
+    return AnnouncementMail(
+        subject=subject,
+        body=body,
+        attachments=(calendar_attachment(release),),
+        unsubscribe_url=tokens.unsubscribe_url,
+    )
