@@ -47,6 +47,15 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def env_int_list(name: str, default: list[int]) -> list[int]:
+    """Read a comma-separated list of integers, failing loudly on an item that is not one."""
+    items = env_list(name)
+    try:
+        return [int(item) for item in items] if items else list(default)
+    except ValueError as error:
+        raise RuntimeError(f"{name} must be comma-separated integers, got {os.environ.get(name)!r}") from error
+
+
 PROXY_FIX_HEADERS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
 
 
@@ -118,6 +127,13 @@ class Config:
 
     # Where producer photos live; served at /media/<path>. Never inside static/, which is code.
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
+    # Producer photos: the largest upload accepted (the one request allowed past MAX_CONTENT_LENGTH), the most pixels
+    # a photo may have (checked from its header, before decoding: a small file can unpack to gigabytes), the widths
+    # the pipeline re-encodes it to (served with srcset; never enlarged) and their JPEG quality.
+    PHOTO_MAX_BYTES = env_int("PHOTO_MAX_BYTES", 15 * 1024 * 1024)
+    PHOTO_MAX_PIXELS = env_int("PHOTO_MAX_PIXELS", 40_000_000)
+    PHOTO_WIDTHS = env_int_list("PHOTO_WIDTHS", [480, 960, 1600])
+    PHOTO_JPEG_QUALITY = env_int("PHOTO_JPEG_QUALITY", 82)
 
     HOLD_MINUTES = env_int("HOLD_MINUTES", 10)
     # The producer's time zone (IANA name): release times are entered and shown in it, stored in UTC.
@@ -169,6 +185,13 @@ class Config:
     LOGIN_LIMIT_PER_IP = os.environ.get("LOGIN_LIMIT_PER_IP", "10/minute")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or os.environ.get("REDIS_URL", "") or "memory://"
 
+    # "Tell me about new batches": how long a confirmation link works, how soon a second sign-up may mail the same
+    # address again, and how many sign-ups one client IP and one address may post (Flask-Limiter rate strings).
+    SUBSCRIBE_CONFIRM_HOURS = env_int("SUBSCRIBE_CONFIRM_HOURS", 48)
+    SUBSCRIBE_RESEND_MINUTES = env_int("SUBSCRIBE_RESEND_MINUTES", 15)
+    SUBSCRIBE_LIMIT_PER_IP = os.environ.get("SUBSCRIBE_LIMIT_PER_IP", "10/hour")
+    SUBSCRIBE_LIMIT_PER_EMAIL = os.environ.get("SUBSCRIBE_LIMIT_PER_EMAIL", "5/hour")
+
     # Largest request body, in bytes: anything bigger is answered 413 before forms, CSRF or the webhook read it.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
     # Host names the shop answers to (Flask's TRUSTED_HOSTS; ".example.com" also accepts its subdomains), besides
@@ -181,6 +204,8 @@ class Config:
     STRICT_TRANSPORT_SECURITY = False
     # How often the release page asks for a fresh count, in seconds.
     STOCK_REFRESH_SECONDS = env_int("STOCK_REFRESH_SECONDS", 15)
+    # How often the producer's dashboard redraws the sales chart and counts of a release that is selling, in seconds.
+    DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 10)
 
 
 class DevelopmentConfig(Config):

@@ -48,6 +48,7 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalise_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     security.configure_hosts_and_proxies(app)
     check_required_settings(app)
+    check_shop_timezone(app)
 
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **engine_options(
@@ -90,6 +91,19 @@ def check_required_settings(app: Flask) -> None:
         raise RuntimeError(f"Refusing to start: {'; '.join(problems)} (see README.md)")
 
 
+def check_shop_timezone(app: Flask) -> None:
+    """Refuse to start with a SHOP_TIMEZONE that is not an IANA zone: every release time is entered in it."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = app.config.get("SHOP_TIMEZONE", "")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as error:
+        raise RuntimeError(
+            f"Refusing to start: SHOP_TIMEZONE={name!r} is not a time zone name such as Europe/Dublin ({error})"
+        ) from error
+
+
 def init_login(app: Flask) -> None:
     """Sign-in with Flask-Login: accounts load by id; a session cookie replayed from elsewhere is dropped."""
     from flask import g
@@ -118,6 +132,7 @@ def init_login(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from storefront.account import bp as account_bp
     from storefront.api import bp as api_bp
+    from storefront.audience import bp as audience_bp
     from storefront.checkout import bp as checkout_bp
     from storefront.media import bp as media_bp
     from storefront.producer import bp as producer_bp
@@ -133,6 +148,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(producer_bp)
+    app.register_blueprint(audience_bp)
 
 
 def register_error_pages(app: Flask) -> None:

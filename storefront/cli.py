@@ -18,14 +18,25 @@ storefront_cli = AppGroup("storefront", help="Small Batch commands: demo data, a
 @storefront_cli.command("seed-demo")
 def seed_demo_command() -> None:
     """Load a demo producer with batches, stories, photos and releases (safe to run again)."""
-    from storefront.demo import seed_demo
+    from storefront.demo import DEMO_PRODUCER_EMAIL, DEMO_PRODUCER_PASSWORD, seed_demo, seed_demo_people
 
+    production = current_app.config.get("ENV_NAME") == "production"
     with write_transaction(db.session):
         created = seed_demo(db.session, current_app.config["UPLOAD_FOLDER"], clock.now())
+        # A known password on a public shop would hand its workspace to anyone who read the README.
+        if not production:
+            created += seed_demo_people(db.session, clock.now())
     if created:
         click.echo(f"Demo data loaded: {', '.join(created)}.")
     else:
         click.echo("Demo data already present; nothing to do.")
+    if production:
+        click.echo(
+            "No demo producer account or subscribers in production (STOREFRONT_ENV=production): "
+            "create your account with `flask --app wsgi storefront create-producer EMAIL`."
+        )
+    else:
+        click.echo(f"Demo producer: sign in at /login as {DEMO_PRODUCER_EMAIL} with password {DEMO_PRODUCER_PASSWORD}")
 
 
 @storefront_cli.command("create-producer")

@@ -16,9 +16,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
-from sqlalchemy import insert, or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from storefront import photos
+from storefront.domain.activity import SHOP
+from storefront.domain.releases import ReleaseTerms, open_release
 from storefront.models import (
     Batch,
     BatchFact,
@@ -464,13 +467,13 @@ def seed_demo(session: Session, upload_folder: str, now: datetime) -> list[str]:
             created.append(f'batch {spec.code} "{spec.title}" ({len(spec.facts)} facts, {len(spec.photos)} photos)')
         batches[spec.code] = batch
 
+    session.flush()  # the new batches' ids, for their releases
     for spec in demo_releases(now):
         if session.scalar(select(Release.id).where(Release.slug == spec.slug)) is not None:
             continue
-        release = Release(
-            batch=batches[spec.batch_code],
-            slug=spec.slug,
+        terms = ReleaseTerms(
             title=spec.title,
+            slug=spec.slug,
             price_amount=spec.price_amount,
             currency=CURRENCY,
             total_units=spec.total_units,
@@ -479,9 +482,9 @@ def seed_demo(session: Session, upload_folder: str, now: datetime) -> list[str]:
             per_customer_limit=spec.per_customer_limit,
             allow_number_choice=spec.allow_number_choice,
         )
-        session.add(release)
-        session.flush()
-        create_units(session, release, spec, now)
+        # The demo's releases opened days ago: a trusted caller may record that; the producer's form may not.
+        release = open_release(session, batches[spec.batch_code].id, terms, now, SHOP, allow_past_on_sale=True)
+        sell_first_units(session, release, spec, now)
         created.append(f'release "{spec.title}" ({spec.total_units} numbered, {spec.units_sold} sold)')
 
     session.flush()
@@ -502,24 +505,26 @@ def create_batch(session: Session, product: Product, spec: BatchSpec, upload_fol
         ],
     )
     for position, photo in enumerate(spec.photos):
-        relative_path = f"{DEMO_FOLDER}/{spec.slug}-{position + 1}.jpg"
-        width, height = ensure_photo(upload_folder / relative_path, photo)
+        drawing_path = f"{DEMO_FOLDER}/{spec.slug}-{position + 1}.jpg"
+        variants = ensure_photo(upload_folder, drawing_path, photo, f"{DEMO_FOLDER}/{spec.slug}")
+        largest = variants[-1]
         batch.images.append(
             BatchImage(
                 position=position,
-                path=relative_path,
+                path=largest["path"],
                 alt_text=photo.alt_text,
                 caption=photo.caption,
-                width=width,
-                height=height,
+                width=largest["width"],
+                height=largest["height"],
+                variants=variants,
             )
         )
     session.add(batch)
     return batch
 
 
-def create_units(session: Session, release: Release, spec: ReleaseSpec, now: datetime) -> None:
-    """Insert one unit per number; the first `units_sold` go, in order, to paid orders of one or two."""
+def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now: datetime) -> None:
+    """Sell the first `units_sold` numbers, in order, to paid orders of one or two."""
     rng = random.Random(zlib.crc32(spec.slug.encode()))
     quantities: list[int] = []
     while sum(quantities) < spec.units_sold:
@@ -548,29 +553,15 @@ def create_units(session: Session, release: Release, spec: ReleaseSpec, now: dat
     session.add_all(orders)
     session.flush()
 
-    rows = []
+    sold = 0
     for order in orders:
-        for _ in range(order.quantity):
-            rows.append(
-                {
-                    "release_id": release.id,
-                    "number": len(rows) + 1,
-                    "status": UnitStatus.SOLD,
-                    "order_id": order.id,
-                    "sold_at": order.created_at,
-                }
-            )
-    rows.extend(
-        {
-            "release_id": release.id,
-            "number": number,
-            "status": UnitStatus.AVAILABLE,
-            "order_id": None,
-            "sold_at": None,
-        }
-        for number in range(len(rows) + 1, spec.total_units + 1)
-    )
-    session.execute(insert(Unit), rows)
+        session.execute(
+            update(Unit)
+            .where(Unit.release_id == release.id, Unit.number.between(sold + 1, sold + order.quantity))
+            .values(status=UnitStatus.SOLD, order_id=order.id, sold_at=order.created_at),
+            execution_options={"synchronize_session": False},
+        )
+        sold += order.quantity
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -580,7 +571,8 @@ def create_units(session: Session, release: Release, spec: ReleaseSpec, now: dat
 PHOTO_SIZE = (1200, 800)
 # Drawn at half size and enlarged: the enlargement softens every edge, like a lens with shallow focus.
 CANVAS_SIZE = (600, 400)
-JPEG_QUALITY = 82
+# The drawing is only the pipeline's input (storefront.photos re-encodes what is served): kept near-lossless.
+DRAWING_QUALITY = 92
 
 Colour = tuple[int, int, int]
 
@@ -606,16 +598,21 @@ PALETTES = {
 }
 
 
-def ensure_photo(path: Path, photo: PhotoSpec) -> tuple[int, int]:
-    """Draw the photo unless the file is already there; return its width and height."""
-    if path.exists():
-        with Image.open(path) as existing:
-            return existing.size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(zlib.crc32(path.name.encode()))
-    image = paint_photo(photo.subject, PALETTES[photo.palette], rng)
-    image.save(path, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
-    return image.size
+def ensure_photo(upload_folder: Path, drawing_path: str, photo: PhotoSpec, folder: str) -> list[dict]:
+    """Draw the photo unless its drawing is already there, then put it through the photo pipeline like an upload.
+
+    The drawing (`drawing_path`, kept so a later run need not paint it again) is the "upload"; the pipeline's
+    copies go into `folder` and are returned as BatchImage.variants, narrowest first.
+    """
+    drawing = Path(upload_folder) / drawing_path
+    if not drawing.exists():
+        drawing.parent.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(zlib.crc32(drawing.name.encode()))
+        image = paint_photo(photo.subject, PALETTES[photo.palette], rng)
+        image.save(drawing, "JPEG", quality=DRAWING_QUALITY, optimize=True, progressive=True)
+    prepared = photos.prepare_photo(drawing.read_bytes())
+    photos.save_variants(upload_folder, prepared, folder)
+    return prepared.describe(folder)
 
 
 def paint_photo(subject: str, palette: Palette, rng: random.Random) -> Image.Image:
@@ -1023,3 +1020,38 @@ PAINTERS: dict[str, Callable[[Image.Image, Palette, random.Random], None]] = {
     "beans": paint_beans,
     "still": paint_still,
 }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The demo's people: a producer who can sign in, and a few confirmed subscribers to announce to
+# ----------------------------------------------------------------------------------------------------------
+
+# Printed by `make run` and the README, so a new user can open the workspace at once. Never created in production.
+DEMO_PRODUCER_EMAIL = "maker@harrowvale.example"
+DEMO_PRODUCER_PASSWORD = "harrow-and-vale-demo"  # noqa: S105 - public on purpose: the demo's own account
+DEMO_SUBSCRIBERS = ("niamh@example.com", "tomas@example.com", "grace@example.org")
+
+
+def seed_demo_people(session: Session, now: datetime) -> list[str]:
+    """Create the demo producer account and confirmed subscribers unless they exist; name what was created."""
+    from storefront.domain.accounts import create_producer, email_key
+    from storefront.models import Subscriber, SubscriberStatus, User
+
+    created: list[str] = []
+    if session.scalar(select(User.id).where(User.email_key == email_key(DEMO_PRODUCER_EMAIL))) is None:
+        create_producer(session, DEMO_PRODUCER_EMAIL, DEMO_PRODUCER_PASSWORD, now)
+        created.append(f"producer account {DEMO_PRODUCER_EMAIL}")
+    for address in DEMO_SUBSCRIBERS:
+        if session.scalar(select(Subscriber.id).where(Subscriber.email_key == email_key(address))) is None:
+            session.add(
+                Subscriber(
+                    email=address,
+                    email_key=email_key(address),
+                    status=SubscriberStatus.CONFIRMED,
+                    created_at=now,
+                    confirmed_at=now,
+                )
+            )
+            created.append(f"subscriber {address}")
+    session.flush()
+    return created

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import config as settings
+from storefront.demo import DEMO_PRODUCER_EMAIL, DEMO_PRODUCER_PASSWORD
 
 SIMULATOR_KEY = "sk_test_simulator"
 
@@ -63,6 +64,10 @@ def run_dev(host: str, port: int, sim_port: int) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     processes = [(name, subprocess.Popen(command, env=env)) for name, command in commands]
     print(f"Small Batch is on http://{host}:{port}  (Ctrl-C stops the shop, the worker and the simulator)")
+    print(
+        f"Producer workspace: http://{host}:{port}/producer/  sign in as {DEMO_PRODUCER_EMAIL}"
+        f" / {DEMO_PRODUCER_PASSWORD} (the demo account seed-demo made)"
+    )
     try:
         while True:
             for name, process in processes:

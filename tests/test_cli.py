@@ -28,3 +28,36 @@ def test_seed_demo_is_idempotent_and_covers_every_state(app, session, clock, tmp
         assert (tmp_path / "uploads" / image.path).is_file()
     statuses = {view.status for view in describe_releases(session, session.scalars(select(Release)), clock())}
     assert {ReleaseStatus.ON_SALE, ReleaseStatus.UPCOMING, ReleaseStatus.SOLD_OUT} <= statuses
+
+
+def test_seed_demo_makes_a_producer_who_can_sign_in_and_subscribers_to_announce_to(app, session, client):
+    from storefront.demo import DEMO_PRODUCER_EMAIL, DEMO_PRODUCER_PASSWORD, DEMO_SUBSCRIBERS
+    from storefront.models import Subscriber, SubscriberStatus, User
+    from tests.web.producer.conftest import csrf_token
+
+    result = app.test_cli_runner().invoke(args=["storefront", "seed-demo"])
+    assert result.exit_code == 0, result.output
+    assert f"{DEMO_PRODUCER_EMAIL} with password {DEMO_PRODUCER_PASSWORD}" in result.output
+    assert session.scalar(select(User.role).where(User.email == DEMO_PRODUCER_EMAIL)) == "producer"
+    confirmed = session.scalars(select(Subscriber.email).where(Subscriber.status == SubscriberStatus.CONFIRMED))
+    assert sorted(confirmed) == sorted(DEMO_SUBSCRIBERS)
+
+    signed_in = client.post(
+        "/login",
+        data={"csrf_token": csrf_token(client), "email": DEMO_PRODUCER_EMAIL, "password": DEMO_PRODUCER_PASSWORD},
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/producer/"
+    dashboard = client.get("/producer/").get_data(as_text=True)
+    assert "Carlow Rye, Batch 7" in dashboard
+
+
+def test_seed_demo_creates_no_known_password_in_production(app, session):
+    from storefront.models import Subscriber, User
+
+    app.config["ENV_NAME"] = "production"
+    result = app.test_cli_runner().invoke(args=["storefront", "seed-demo"])
+    assert result.exit_code == 0, result.output
+    assert "No demo producer account" in result.output and "create-producer" in result.output
+    assert "password" not in result.output.replace("create-producer", "")
+    assert session.scalar(select(func.count()).select_from(User)) == 0
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0

@@ -236,3 +236,13 @@ def test_gunicorn_without_storefront_env_refuses_to_start(tmp_path):
         )
     assert server.returncode != 0
     assert "Refusing to start: STOREFRONT_ENV is not set" in log.read_text()
+
+
+@pytest.mark.parametrize("zone", ["Europe/Dubln", "", "../etc/passwd"])
+def test_every_environment_refuses_a_shop_timezone_that_is_not_a_zone(tmp_path, zone):
+    with pytest.raises(RuntimeError, match="SHOP_TIMEZONE"):
+        create_app(config.TestConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 't.db'}", SHOP_TIMEZONE=zone)
+
+
+def test_the_shop_timezone_defaults_to_dublin():
+    assert config.Config.SHOP_TIMEZONE == "Europe/Dublin" or os.environ.get("SHOP_TIMEZONE")

@@ -7,12 +7,13 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from flask import Flask, request
 from flask import session as cookie_session
 from sqlalchemy import func, select
-from werkzeug.routing import Rule
+from werkzeug.routing import IntegerConverter, Rule
 
 import config
 from storefront import create_app
@@ -220,8 +221,25 @@ def methods_of(rule: Rule) -> list[str]:
 
 
 def build(app: Flask, rule: Rule, value: str) -> str:
-    """The path of `rule` with every argument set to `value` (percent-encoded as url_for does)."""
-    return app.url_map.bind("localhost").build(rule.endpoint, dict.fromkeys(rule.arguments, value))
+    """The path of `rule` with every argument set to `value` (percent-encoded as url_for does).
+
+    An integer argument gets 1 when `value` is not a number the converter accepts, unless `value` holds a NUL:
+    then it goes in as is, so the NUL still reaches the path.
+    """
+    values = {}
+    for argument in rule.arguments:
+        converter = rule._converters[argument]
+        if isinstance(converter, IntegerConverter) and not value.isdigit():
+            values[argument] = "1"
+        else:
+            values[argument] = value
+    nul_in_int = [a for a in rule.arguments if isinstance(rule._converters[a], IntegerConverter) and "\x00" in value]
+    if nul_in_int:
+        path = rule.rule
+        for argument in rule.arguments:
+            path = re.sub(rf"<(?:[^:>]+:)?{argument}>", quote(value, safe=""), path)
+        return path
+    return app.url_map.bind("localhost").build(rule.endpoint, values)
 
 
 def test_every_route_answers_a_nul_in_its_path_with_the_404_page(app, client):

@@ -199,8 +199,8 @@ def test_the_dashboard_shows_live_counts(client, producer, session):
     sign_in(client)
     text = client.get("/producer/").get_data(as_text=True)
     assert release.title in text
-    assert re.search(r"data-available>7<", text) and re.search(r"data-held>0<", text)
-    assert re.search(r"data-total>7<", text)
+    assert re.search(r'data-available="7">7<', text) and re.search(r'data-held="0">0<', text)
+    assert re.search(r'data-total="7">7<', text)
 
 
 # --- Failed sign-ins are limited ---------------------------------------------------------------------------------
