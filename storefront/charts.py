@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from markupsafe import Markup, escape
 
 from storefront.domain.sales import SalesSeries
+from storefront.text import local_datetime_text
 
 WIDTH = 640
 HEIGHT = 240
@@ -33,12 +34,6 @@ class SalesChart:
     svg: Markup
     summary: str
     series: SalesSeries
-
-
-def shop_time_text(moment: datetime, zone: tzinfo) -> str:
-    """Return "Wed 1 July 2026, 11:00 IST": the moment on the shop's clock, with the zone's abbreviation."""
-    local = moment.astimezone(zone)
-    return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
 
 
 def axis_time_text(moment: datetime, zone: tzinfo, span: timedelta) -> str:
@@ -66,14 +61,14 @@ def later_time_text(moment: datetime, since: datetime, zone: tzinfo) -> str:
     """Say a moment after `since`: only its hour ("11:20") when it falls on the same day in the shop's zone."""
     if moment.astimezone(zone).date() == since.astimezone(zone).date():
         return f"{moment.astimezone(zone):%H:%M}"
-    return shop_time_text(moment, zone)
+    return local_datetime_text(moment, zone)
 
 
 def describe_sales(series: SalesSeries, zone: tzinfo) -> str:
     """The chart in one or two sentences: what a screen reader says and what the page prints below it."""
     window = series.window
     text = (
-        f"{series.sold} of {series.sellable} units sold between {shop_time_text(window.start, zone)}"
+        f"{series.sold} of {series.sellable} units sold between {local_datetime_text(window.start, zone)}"
         f" and {later_time_text(window.end, window.start, zone)}."
     )
     busiest = series.busiest_bucket

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import markdown as markdown_lib
 import nh3
@@ -95,6 +95,12 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def local_datetime_text(moment: datetime, zone: tzinfo) -> str:
+    """Return "Wed 1 July 2026, 11:00 IST": the moment on a zone's clock, with the zone's abbreviation."""
+    local = moment.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
 
 
 def human_datetime(moment: datetime) -> str:

@@ -6,8 +6,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from storefront.charts import HEIGHT, render_sales_chart, shop_time_text
+from storefront.charts import HEIGHT, render_sales_chart
 from storefront.domain.sales import SalesWindow, build_series
+from storefront.text import local_datetime_text
 
 SVG = "{http://www.w3.org/2000/svg}"
 DUBLIN = ZoneInfo("Europe/Dublin")
@@ -51,7 +52,7 @@ def test_the_summary_speaks_the_shops_time_zone():
 
     # 10:00 UTC is 11:00 in Dublin in July; the end, on the same day, needs only its hour.
     assert "between Wed 1 July 2026, 11:00 IST and 11:10." in chart.summary
-    assert shop_time_text(datetime(2026, 1, 1, 10, 0, tzinfo=UTC), DUBLIN) == "Thu 1 January 2026, 10:00 GMT"
+    assert local_datetime_text(datetime(2026, 1, 1, 10, 0, tzinfo=UTC), DUBLIN) == "Thu 1 January 2026, 10:00 GMT"
 
 
 def test_the_line_rises_left_to_right_and_ends_at_the_units_sold():

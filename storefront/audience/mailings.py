@@ -7,7 +7,6 @@ List-Unsubscribe-Post headers (RFC 8058), so a mail provider can offer its own "
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy.orm import Session
@@ -17,18 +16,9 @@ from storefront.audience import tokens
 from storefront.domain.announcements import UNSUBSCRIBE_LINK, AnnouncementMail
 from storefront.domain.subscribers import list_unsubscribe_headers
 from storefront.models import OutboxMessage, Release, Subscriber
+from storefront.shop_time import shop_time
 from storefront.text import iso_utc
 from storefront.urls import external_url
-
-
-def shop_timezone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["SHOP_TIMEZONE"])
-
-
-def shop_local_time(moment: datetime) -> str:
-    """Say when in the shop's own time zone, with its abbreviation: "Thu 2 July 2026, 11:00 IST"."""
-    local = moment.astimezone(shop_timezone())
-    return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local:%Z}"
 
 
 def queue_confirmation(session: Session, subscriber: Subscriber) -> OutboxMessage:
@@ -71,7 +61,7 @@ def compose_announcement(release: Release, now: datetime) -> AnnouncementMail:
         batch=release.batch,
         on_sale_now=now >= release.on_sale_at,
         on_sale_iso=iso_utc(release.on_sale_at),
-        on_sale_local=shop_local_time(release.on_sale_at),
+        on_sale_local=shop_time(release.on_sale_at),
         unsubscribe_url=UNSUBSCRIBE_LINK,
     )
     return AnnouncementMail(

@@ -246,7 +246,7 @@ def release_entry(release: Release) -> FeedEntry:
         updated=release.updated_at,
         summary=(
             f"A numbered run of {release.total_units} at {format_money(release.price_amount, release.currency)}, "
-            f"on sale {mailings.shop_local_time(release.on_sale_at)}."
+            f"on sale {mailings.shop_time(release.on_sale_at)}."
         ),
     )
 

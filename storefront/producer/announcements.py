@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from storefront import clock
-from storefront.audience.mailings import compose_announcement, shop_local_time
+from storefront.audience.mailings import compose_announcement
 from storefront.domain.activity import Actor
 from storefront.domain.announcements import (
     UNSUBSCRIBE_LINK,
@@ -24,6 +24,7 @@ from storefront.extensions import db
 from storefront.models import Batch, Release, Subscriber, User
 from storefront.producer import bp
 from storefront.producer.announcement_forms import SendAnnouncementForm
+from storefront.shop_time import shop_time
 from storefront.unit_of_work import write_transaction
 
 SUBSCRIBERS_PER_PAGE = 50
@@ -60,7 +61,7 @@ def get_release_or_404(release_id: int) -> Release:
 
 def already_sent_message(refusal: AlreadyAnnounced) -> str:
     people = "subscriber" if refusal.recipient_count == 1 else "subscribers"
-    return f"Already sent on {shop_local_time(refusal.sent_at)} to {refusal.recipient_count} {people}."
+    return f"Already sent on {shop_time(refusal.sent_at)} to {refusal.recipient_count} {people}."
 
 
 def render_preview(release: Release, form: SendAnnouncementForm, status: int = 200, problem: str | None = None):

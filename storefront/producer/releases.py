@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,23 +37,12 @@ from storefront.producer.release_forms import (
     utc_to_local,
 )
 from storefront.producer.views import chart_slots
+from storefront.shop_time import shop_time, shop_zone
 from storefront.unit_of_work import write_transaction
 
 # Up to this many numbers kept back, each gets its own "Put back on sale" button; beyond it, one form does.
 RETURN_BUTTONS_SHOWN = 24
 DEFAULT_OPENING = time(10, 0)
-
-
-def shop_zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["SHOP_TIMEZONE"])
-
-
-def shop_time(moment: datetime | None) -> str:
-    """A stored UTC moment as the producer reads it: "Wed 1 July 2026, 11:00 IST"."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(shop_zone())
-    return f"{local:%a} {local.day} {local:%B %Y, %H:%M %Z}"
 
 
 def get_release_or_404(release_id: int) -> Release:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from flask import abort, current_app, get_template_attribute, make_response, render_template, request, url_for
 from flask_login import current_user
@@ -15,13 +14,14 @@ from werkzeug.routing import BuildError
 
 from storefront import clock
 from storefront.account.access import producer_required
-from storefront.charts import SalesChart, render_sales_chart, shop_time_text
+from storefront.charts import SalesChart, render_sales_chart
 from storefront.domain.activity import activity_subject_types, latest_activity, list_activity
 from storefront.domain.sales import Revenue, is_selling, revenue_by_release, sales_series
 from storefront.domain.stock import ReleaseView, StockCount, describe_releases
 from storefront.extensions import db
 from storefront.models import ActivityEntry, Batch, Release, ReleaseStatus
 from storefront.producer import bp
+from storefront.shop_time import shop_time, shop_zone
 from storefront.text import format_money
 
 # An upcoming release this close to its on-sale time gets an empty chart slot that starts redrawing when it opens,
@@ -42,10 +42,6 @@ SUBJECT_ENDPOINTS = {
     "product": ("producer.edit_product", "product_id"),
 }
 
-
-def shop_zone() -> ZoneInfo:
-    """The producer's time zone (SHOP_TIMEZONE), in which the workspace shows every time."""
-    return ZoneInfo(current_app.config["SHOP_TIMEZONE"])
 
 
 def revenue_text(amounts: dict[str, int], currency: str) -> str:
@@ -112,7 +108,7 @@ def chart_slots(
             revenue=revenue_text(revenues.get(release.id, Revenue()).paid, release.currency),
             live=is_selling(view),
             opens_at=release.on_sale_at if opens_soon else None,
-            opens_at_text=shop_time_text(release.on_sale_at, zone),
+            opens_at_text=shop_time(release.on_sale_at),
             server_now=now,
             refresh_seconds=current_app.config["DASHBOARD_REFRESH_SECONDS"],
         )
@@ -148,11 +144,10 @@ def subject_url(subject_type: str, subject_id: int | None) -> str | None:
 
 def activity_lines(entries: Iterable[ActivityEntry]) -> list[ActivityLine]:
     """Write out each entry's time on the shop's clock, its actor, and a link to its subject."""
-    zone = shop_zone()
     return [
         ActivityLine(
             entry=entry,
-            when=shop_time_text(entry.occurred_at, zone),
+            when=shop_time(entry.occurred_at),
             who=entry.actor_email or "the shop",
             subject_url=subject_url(entry.subject_type, entry.subject_id),
         )
@@ -178,7 +173,6 @@ class DashboardRow:
 def show_dashboard():
     """Every release, newest on-sale first: live counts, revenue, sales charts; and the latest activity."""
     now = clock.now()
-    zone = shop_zone()
     releases = db.session.scalars(
         select(Release)
         .options(selectinload(Release.batch).selectinload(Batch.product))
@@ -195,7 +189,7 @@ def show_dashboard():
                 view=view,
                 revenue=revenue_text(revenue.paid, release.currency),
                 refunded=revenue_text(revenue.refunded, release.currency) if revenue.refunded_orders else None,
-                on_sale=shop_time_text(release.on_sale_at, zone),
+                on_sale=shop_time(release.on_sale_at),
             )
         )
     slots = chart_slots(views, now, revenues)
