@@ -102,6 +102,8 @@ def test_the_buyer_key_revision_fills_existing_rows(database_url, tmp_path):
             ).one()
             order = connection.execute(text('SELECT buyer_key, unit_amount FROM "order"')).one()
             refund = connection.execute(text("SELECT payment_intent_id, status, next_attempt_at FROM refund")).one()
+            fulfilment = connection.execute(text('SELECT fulfilment_status, carrier FROM "order"')).one()
+            timeline = connection.execute(text("SELECT order_id, kind, summary FROM order_event")).all()
         downgrade(revision="54a2a7862496")  # and back, with the data in place
         upgrade()
         db.engine.dispose()
@@ -112,3 +114,5 @@ def test_the_buyer_key_revision_fills_existing_rows(database_url, tmp_path):
     assert order.unit_amount == 8900
     assert (refund.payment_intent_id, refund.status) == ("pi_1", "pending")
     assert refund.next_attempt_at is not None
+    assert tuple(fulfilment) == ("unfulfilled", "")
+    assert [tuple(event) for event in timeline] == [(1, "paid", "Paid SB-1")]

@@ -16,11 +16,14 @@ from storefront.models.catalog import (
 from storefront.models.inventory import Hold, HoldStatus, Unit, UnitStatus
 from storefront.models.notifications import OutboxMessage
 from storefront.models.orders import (
+    FulfilmentStatus,
     Order,
+    OrderEvent,
     OrderStatus,
     PaymentEvent,
     PeriodicRun,
     Refund,
+    RefundLine,
     RefundStatus,
     UnmatchedPayment,
 )
@@ -37,12 +40,15 @@ __all__ = [
     "Hold",
     "HoldStatus",
     "InvalidValue",
+    "FulfilmentStatus",
     "Order",
+    "OrderEvent",
     "OrderStatus",
     "OutboxMessage",
     "PaymentEvent",
     "PeriodicRun",
     "Refund",
+    "RefundLine",
     "RefundStatus",
     "Role",
     "Product",

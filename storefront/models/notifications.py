@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storefront.clock import utcnow
@@ -30,6 +30,8 @@ class OutboxMessage(Base):
     # "content"}], text only: an .ics invitation), both decided when the mail is queued.
     headers: Mapped[dict] = mapped_column(JSON, default=dict)
     attachments: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    # The order this mail is about (confirmation, shipping, refund), for the order's timeline of mails sent.
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("order.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(default=0)

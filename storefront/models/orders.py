@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storefront.clock import utcnow
@@ -22,6 +22,14 @@ class OrderStatus(StrEnum):
     PAID = "paid"
     REFUNDING = "refunding"  # a refund is asked for and not yet confirmed by the gateway
     REFUNDED = "refunded"
+
+
+class FulfilmentStatus(StrEnum):
+    """Where the goods are, apart from the money (OrderStatus): a partly refunded order still ships its other units."""
+
+    UNFULFILLED = "unfulfilled"
+    PACKED = "packed"
+    SHIPPED = "shipped"
 
 
 class RefundStatus(StrEnum):
@@ -47,7 +55,13 @@ class Order(Base):
         CheckConstraint("amount_total >= 0", name="amount_not_negative"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('paid', 'refunding', 'refunded')", name="status_known"),
+        CheckConstraint(
+            "fulfilment_status IN ('unfulfilled', 'packed', 'shipped')", name="fulfilment_status_known"
+        ),
         Index("ix_order_buyer", "release_id", "buyer_key"),
+        # The producer's orders list: newest first, within a release or across the shop.
+        Index("ix_order_release_created", "release_id", "created_at"),
+        Index("ix_order_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -73,10 +87,69 @@ class Order(Base):
     # Why the buyer did not get the numbers they held, when that happened (late payment after expiry).
     note: Mapped[str] = mapped_column(Text, default="")
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Fulfilment, kept apart from the money: packed, then shipped with a carrier and (mostly) a tracking number.
+    fulfilment_status: Mapped[str] = mapped_column(String(16), default=FulfilmentStatus.UNFULFILLED)
+    packed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    carrier: Mapped[str] = mapped_column(String(40), default="")
+    tracking_number: Mapped[str] = mapped_column(String(100), default="")
+    tracking_url: Mapped[str] = mapped_column(String(500), default="")
 
     release: Mapped[Release] = relationship()
     units: Mapped[list[Unit]] = relationship(back_populates="order", order_by="Unit.number")
     refunds: Mapped[list[Refund]] = relationship(back_populates="order", order_by="Refund.id")
+    events: Mapped[list[OrderEvent]] = relationship(back_populates="order", order_by="OrderEvent.id")
+
+
+class OrderEvent(Base):
+    """One line of an order's timeline: paid, reassigned, packed, shipped, refund asked/sent/failed, a note."""
+
+    __tablename__ = "order_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # paid, reassigned, packed, shipped, refund_requested, refunded, refund_failed, note, ...
+    kind: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text)
+    # Who did it: a producer's address, or empty for the shop itself (webhook, worker).
+    actor_email: Mapped[str] = mapped_column(String(320), default="")
+
+    order: Mapped[Order] = relationship(back_populates="events")
+
+
+class RefundLine(Base):
+    """One numbered unit a refund pays back, and whether it goes back on sale once the gateway has paid it back.
+
+    A unit is refunded at most once: the partial unique index admits one live (not voided) line per unit. A refund
+    the gateway refuses for good voids its lines, so the unit can be refunded again later.
+    """
+
+    __tablename__ = "refund_line"
+    __table_args__ = (
+        UniqueConstraint("refund_id", "unit_id"),
+        Index(
+            "ix_refund_line_live_unit",
+            "unit_id",
+            unique=True,
+            postgresql_where=text("voided_at IS NULL"),
+            sqlite_where=text("voided_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refund.id"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("order.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id"))
+    # Kept as they were when refunded: the unit may be sold again to someone else afterwards.
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    number: Mapped[int]
+    return_to_sale: Mapped[bool] = mapped_column(default=False)
+    # When the unit went back on sale (after the gateway confirmed the refund); None while pending or if retired.
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    refund: Mapped[Refund] = relationship(back_populates="lines")
 
 
 class UnmatchedPayment(Base):
@@ -136,8 +209,14 @@ class Refund(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # Who asked for it: a producer's address, or empty when the shop refunded on its own (a payment it cannot honour).
+    requested_by: Mapped[str] = mapped_column(String(320), default="")
+    # A refund made in Stripe's own dashboard, learnt from charge.refunded: recorded, never sent again.
+    from_gateway: Mapped[bool] = mapped_column(default=False)
+
     order: Mapped[Order | None] = relationship(back_populates="refunds")
     unmatched_payment: Mapped[UnmatchedPayment | None] = relationship(back_populates="refunds")
+    lines: Mapped[list[RefundLine]] = relationship(back_populates="refund", order_by="RefundLine.number")
 
 
 class PeriodicRun(Base):
