@@ -21,7 +21,7 @@ from storefront.models import FulfilmentStatus, Order, OrderEvent, OrderStatus, 
 ORDER_STATUSES = ("paid", "packed", "shipped", "refunding", "refunded")
 
 # SQL for the one word the workspace shows (see the module docstring).
-DISPLAY_STATUS = case(
+status_shown = case(
     (Order.status == OrderStatus.REFUNDED, "refunded"),
     (Order.status == OrderStatus.REFUNDING, "refunding"),
     (Order.fulfilment_status == FulfilmentStatus.SHIPPED, "shipped"),
@@ -33,7 +33,7 @@ NUMBER_QUERY = re.compile(r"^(?:no\.?\s*)?#?(\d{1,6})$", re.IGNORECASE)
 
 
 def display_status(order: Order) -> str:
-    """The one word for an order, as DISPLAY_STATUS computes it in SQL."""
+    """The one word for an order, as status_shown computes it in SQL."""
     if order.status in (OrderStatus.REFUNDED, OrderStatus.REFUNDING):
         return str(order.status)
     if order.fulfilment_status in (FulfilmentStatus.SHIPPED, FulfilmentStatus.PACKED):
@@ -61,7 +61,7 @@ def apply_filter(statement: Select, wanted: OrderFilter) -> Select:
     if wanted.release_id is not None:
         statement = statement.where(Order.release_id == wanted.release_id)
     if wanted.status is not None:
-        statement = statement.where(DISPLAY_STATUS == wanted.status)
+        statement = statement.where(status_shown == wanted.status)
     if wanted.placed_from is not None:
         statement = statement.where(Order.created_at >= wanted.placed_from)
     if wanted.placed_before is not None:
