@@ -21,7 +21,7 @@ from flask import current_app, render_template
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from storefront import wakeups
+from storefront import clock, wakeups
 from storefront.models import OutboxMessage
 from storefront.unit_of_work import after_commit, write_transaction
 
@@ -60,12 +60,14 @@ def queue_mail(
     *,
     headers: dict[str, str] | None = None,
     attachments: list[dict[str, str]] | None = None,
+    order_id: int | None = None,
     **context,
 ) -> OutboxMessage:
     """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending.
 
     `headers` are added to the mail as they are (List-Unsubscribe...); each attachment is a text file,
-    `{"filename", "content_type", "content"}`, such as an .ics invitation.
+    `{"filename", "content_type", "content"}`, such as an .ics invitation. `order_id` names the order the mail
+    is about, so the order's timeline lists it.
     """
     subject, body = render_mail(template, **context)
     message = OutboxMessage(
@@ -74,6 +76,9 @@ def queue_mail(
         body=body,
         headers=dict(headers or {}),
         attachments=list(attachments or []),
+        order_id=order_id,
+        # The shop's clock (the tests' frozen one), so an order's timeline sorts its mails among its events.
+        created_at=clock.now(),
     )
     session.add(message)
     session.flush()

@@ -41,8 +41,10 @@ from storefront.domain.inventory import (
     take_numbers,
     units_owned,
 )
+from storefront.domain.orders import numbers_text, record_order_event
 from storefront.domain.refunds import queue_refund
-from storefront.models import Hold, HoldStatus, Order, Refund, Release, UnmatchedPayment
+from storefront.models import Hold, HoldStatus, Order, Refund, Release, Unit, UnmatchedPayment
+from storefront.text import format_money
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def fulfil_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) ->
         try:
             with session.begin_nested():
                 convert(session, hold, order, now)
+            record_paid_event(session, order, release, now)
             return Fulfilment(Outcome.CONVERTED, order)
         except HoldBroken:
             # Cannot happen while reclaiming ends a hold in the same transaction; handled like a released hold.
@@ -282,6 +285,16 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
                 "assigned instead, its own numbers having gone to other buyers." if changed else "still free."
             )
             convert(session, replacement, order, now)
+        record_paid_event(session, order, release, now)
+        if changed:
+            record_order_event(
+                session,
+                order.id,
+                "reassigned",
+                f"Paid after its hold had ended: given {numbers_text(taken, release.total_units)} instead of "
+                f"{numbers_text(own_numbers, release.total_units)}, which had gone to other buyers",
+                now,
+            )
         return Fulfilment(Outcome.REASSIGNED if changed else Outcome.CONVERTED, order)
     except (HoldBroken, HoldNotActive):
         pass  # the savepoint is rolled back: no units taken, no replacement hold
@@ -296,4 +309,24 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
     refund = queue_refund(
         session, order.payment_intent_id, order.amount_total, order.currency, "units_unavailable", now, order=order
     )
+    record_order_event(
+        session,
+        order.id,
+        "paid",
+        f"Paid {format_money(order.amount_total, order.currency)} after its hold had ended; no numbers could be "
+        "given (none left, or the buyer's limit reached), so a full refund is queued",
+        now,
+    )
     return Fulfilment(Outcome.REFUND_NEEDED, order, refund)
+
+
+def record_paid_event(session: Session, order: Order, release: Release, now: datetime) -> None:
+    """Start the order's timeline: what was paid, for which numbers."""
+    numbers = session.scalars(select(Unit.number).where(Unit.order_id == order.id).order_by(Unit.number)).all()
+    record_order_event(
+        session,
+        order.id,
+        "paid",
+        f"Paid {format_money(order.amount_total, order.currency)} for {numbers_text(numbers, release.total_units)}",
+        now,
+    )
