@@ -37,11 +37,15 @@ from storefront.domain.fulfilment import (
     record_checkout_request,
 )
 from storefront.domain.inventory import HOLD_IS_ACTIVE, held_numbers, lock_hold, release_hold, request_end
+from storefront.domain.orders import numbers_text
 from storefront.domain.refunds import (
+    ChargeRefunded,
+    ChargeRefunds,
     due_refund_ids,
     lease_refund,
     record_refund_failure,
     record_refund_sent,
+    reflect_charge_refunds,
 )
 from storefront.models import Hold, HoldStatus, Refund, RefundStatus, Release
 from storefront.payments import CheckoutSession, Gateway, PaymentError, SessionGone, SessionNotOpen
@@ -174,13 +178,16 @@ def queue_fulfilment_mail(session: Session, result: Fulfilment) -> None:
             session,
             order.email,
             "order_confirmed",
+            order_id=order.id,
             order=order,
             release=order.release,
             numbers=[unit.number for unit in order.units],
             reassigned=result.outcome is Outcome.REASSIGNED,
         )
     elif result.outcome is Outcome.REFUND_NEEDED:
-        notifications.queue_mail(session, order.email, "order_refunded_sold_out", order=order, release=order.release)
+        notifications.queue_mail(
+            session, order.email, "order_refunded_sold_out", order_id=order.id, order=order, release=order.release
+        )
 
 
 # --- Ending a hold ----------------------------------------------------------------------------------------------
@@ -339,8 +346,8 @@ def process_refund(session: Session, gateway: Gateway, refund_id: int, now: date
     with write_transaction(session):
         if error is None:
             refund = record_refund_sent(session, refund_id, result.id, now)
-            if refund is not None and refund.order is not None:
-                notifications.queue_mail(session, refund.order.email, "refund_sent", order=refund.order, refund=refund)
+            if refund is not None:
+                queue_refund_sent_mail(session, refund)
         else:
             refund = record_refund_failure(session, refund_id, attempt, error.message, now, retryable=error.retryable)
             if refund is not None and refund.status == RefundStatus.FAILED:
@@ -355,6 +362,35 @@ def process_refund(session: Session, gateway: Gateway, refund_id: int, now: date
                     error.message,
                 )
     return session.get(Refund, refund_id)
+
+
+def queue_refund_sent_mail(session: Session, refund: Refund) -> None:
+    """Tell the buyer their money is on its way back: how much, and for which numbers."""
+    order = refund.order
+    if order is None:
+        return
+    numbers = [line.number for line in refund.lines if line.voided_at is None]
+    notifications.queue_mail(
+        session,
+        order.email,
+        "refund_sent",
+        order_id=order.id,
+        order=order,
+        refund=refund,
+        release=order.release,
+        numbers=numbers_text(numbers, order.release.total_units) if numbers else "",
+        in_full=refund.amount >= order.amount_total,
+    )
+
+
+def apply_charge_refunded(session: Session, charge: ChargeRefunds, now: datetime) -> ChargeRefunded | None:
+    """Inside the webhook's transaction: reflect the refunds Stripe lists for a payment (the shop's own, or made in
+    its dashboard); a refund of the shop's confirmed here first gets its mail here."""
+    result = reflect_charge_refunds(session, charge, now)
+    if result is not None:
+        for refund in result.confirmed:
+            queue_refund_sent_mail(session, refund)
+    return result
 
 
 def retry_due_refunds(

@@ -1,4 +1,5 @@
-"""What the producer's dashboard shows of sales: revenue per release and units sold over time.
+"""What the producer's dashboard shows of sales: revenue per release, units sold over time, and each release's
+sales after refunds (sold, refunded, returned to sale, revenue net of refunds).
 
 Every figure here comes from one aggregate query over all the releases asked about, so the dashboard issues the
 same few statements whether a release has ten units or a hundred thousand. Units sold over time are bucketed in
@@ -9,16 +10,16 @@ returns at most one row per bucket, never one row per unit.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, Integer, Select, case, cast, extract, func, literal, select
+from sqlalchemy import BigInteger, Integer, Select, case, cast, extract, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from storefront.domain.stock import ReleaseView, StockCount
-from storefront.models import Order, OrderStatus, ReleaseStatus, Unit
+from storefront.models import Order, OrderStatus, Refund, RefundLine, RefundStatus, ReleaseStatus, Unit, UnitStatus
 
 # A chart is shown for a release that is selling, and for one that stopped selling (sold out, closed) at most this
 # long after it went on sale; older releases have only their counts.
@@ -74,6 +75,99 @@ def revenue_by_release(session: Session, release_ids: Iterable[int]) -> dict[int
             paid_orders=paid_orders.get(release_id, 0),
             refunded=refunded.get(release_id, {}),
             refunded_orders=refunded_orders.get(release_id, 0),
+        )
+        for release_id in release_ids
+    }
+
+
+# --- The sales summary: sold, refunded, returned to sale, revenue net of refunds ---------------------------------
+
+
+@dataclass(frozen=True)
+class SalesSummary:
+    """A release's sales after refunds. Money by currency, in minor units."""
+
+    sold: int = 0  # units sold now (a refunded unit kept by its buyer, retired, stays sold)
+    refunded: int = 0  # units whose refund the gateway made, retired or returned to sale
+    returned: int = 0  # of those, the units that went back on sale
+    gross: dict[str, int] = field(default_factory=dict)  # what every order of it was paid
+    refunds: dict[str, int] = field(default_factory=dict)  # what went back (refunds made, with or without units)
+
+    @property
+    def net(self) -> dict[str, int]:
+        """What the release brought in once refunds went back."""
+        currencies = set(self.gross) | set(self.refunds)
+        return {code: self.gross.get(code, 0) - self.refunds.get(code, 0) for code in sorted(currencies)}
+
+
+def sales_summaries(
+    session: Session,
+    release_ids: Iterable[int],
+    *,
+    sold: Mapping[int, int] | None = None,
+    revenues: Mapping[int, Revenue] | None = None,
+) -> dict[int, SalesSummary]:
+    """Each release's sales summary, from four grouped queries over all the releases asked about.
+
+    A page that has counted units sold (its stock counts) or read `revenue_by_release` already passes them in,
+    and the summary reuses them instead of asking again.
+    """
+    release_ids = list(release_ids)
+    if not release_ids:
+        return {}
+    if sold is None:
+        sold = dict(
+            session.execute(
+                select(Unit.release_id, func.count())
+                .where(Unit.release_id.in_(release_ids), Unit.status == UnitStatus.SOLD)
+                .group_by(Unit.release_id)
+            ).all()
+        )
+    # A refunded unit's line stays live; one whose unit was returned, sold again and refunded again on the new order
+    # was set aside for the new line, and still counts once for its own refund.
+    counted = or_(RefundLine.voided_at.is_(None), RefundLine.returned_at.is_not(None))
+    lines = {
+        release_id: (int(refunded), int(returned))
+        for release_id, refunded, returned in session.execute(
+            select(RefundLine.release_id, func.count(), func.count(RefundLine.returned_at))
+            .join(Refund, Refund.id == RefundLine.refund_id)
+            .where(RefundLine.release_id.in_(release_ids), Refund.status == RefundStatus.SUCCEEDED, counted)
+            .group_by(RefundLine.release_id)
+        ).all()
+    }
+    gross: dict[int, dict[str, int]] = {}
+    if revenues is not None:
+        # Paid, refunding and refunded orders: every order the release ever had, whatever came back since.
+        for release_id in release_ids:
+            revenue = revenues.get(release_id, Revenue())
+            for currency, amount in [*revenue.paid.items(), *revenue.refunded.items()]:
+                by_currency = gross.setdefault(release_id, {})
+                by_currency[currency] = by_currency.get(currency, 0) + amount
+    else:
+        for release_id, currency, amount in session.execute(
+            select(Order.release_id, Order.currency, func.sum(Order.amount_total))
+            .where(
+                Order.release_id.in_(release_ids),
+                Order.status.in_([OrderStatus.PAID, OrderStatus.REFUNDING, OrderStatus.REFUNDED]),
+            )
+            .group_by(Order.release_id, Order.currency)
+        ).all():
+            gross.setdefault(release_id, {})[currency] = int(amount or 0)
+    refunds: dict[int, dict[str, int]] = {}
+    for release_id, currency, amount in session.execute(
+        select(Order.release_id, Refund.currency, func.sum(Refund.amount))
+        .join(Order, Order.id == Refund.order_id)
+        .where(Order.release_id.in_(release_ids), Refund.status == RefundStatus.SUCCEEDED)
+        .group_by(Order.release_id, Refund.currency)
+    ).all():
+        refunds.setdefault(release_id, {})[currency] = int(amount or 0)
+    return {
+        release_id: SalesSummary(
+            sold=int(sold.get(release_id, 0)),
+            refunded=lines.get(release_id, (0, 0))[0],
+            returned=lines.get(release_id, (0, 0))[1],
+            gross=gross.get(release_id, {}),
+            refunds=refunds.get(release_id, {}),
         )
         for release_id in release_ids
     }

@@ -5,7 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storefront import clock
 from storefront.checkout import flows
-from storefront.domain.refunds import record_charge_refunded
+from storefront.domain.refunds import ChargeRefunds, GatewayRefund
 from storefront.extensions import csrf, db
 from storefront.models import PaymentEvent
 from storefront.payments import MalformedEvent, SignatureError, gateway, session_from_stripe
@@ -49,7 +49,7 @@ def receive_stripe_event():
             db.session.add(PaymentEvent(id=event_id, type=event_type, received_at=now))
             db.session.flush()
             # The effect commits with the event's record, or neither does.
-            handled = apply_event(event_type, data_object, paid, now)
+            handled = apply_event(event_type, data_object, paid, now, event_request_key(event))
     except IntegrityError:
         # The same event delivered twice at the same moment: the other delivery applied it.
         return jsonify({"received": True, "duplicate": True})
@@ -58,7 +58,14 @@ def receive_stripe_event():
     return jsonify({"received": True})
 
 
-def apply_event(event_type: str, data_object: dict, paid, now) -> bool:
+def event_request_key(event: dict) -> str | None:
+    """The idempotency key of the API request that caused the event (Stripe's `request.idempotency_key`)."""
+    caused_by = event.get("request")
+    key = caused_by.get("idempotency_key") if isinstance(caused_by, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def apply_event(event_type: str, data_object: dict, paid, now, request_key: str | None = None) -> bool:
     """Apply one verified event inside the webhook's transaction; False when the shop does not act on its type."""
     if event_type in PAID_EVENTS:
         # A completed session that is not paid (a delayed method) waits for a later event.
@@ -71,11 +78,48 @@ def apply_event(event_type: str, data_object: dict, paid, now) -> bool:
             flows.on_session_expired(db.session, session_id, now)
         return True
     if event_type == "charge.refunded":
-        payment_intent = data_object.get("payment_intent")
-        if isinstance(payment_intent, dict):
-            payment_intent = payment_intent.get("id")
-        fully = data_object.get("refunded") is True or data_object.get("amount_refunded") == data_object.get("amount")
-        if isinstance(payment_intent, str) and payment_intent:
-            record_charge_refunded(db.session, payment_intent, fully, now)
+        charge = charge_refunds_from_stripe(data_object, request_key)
+        if charge is not None:
+            flows.apply_charge_refunded(db.session, charge, now)
         return True
     return False
+
+
+def charge_refunds_from_stripe(charge: dict, request_key: str | None) -> ChargeRefunds | None:
+    """Read what a charge.refunded's charge says of its refunds; None without a payment to match it to.
+
+    The body is signed, not trusted to be well formed: a listed refund without an id or a whole amount is skipped.
+    """
+    payment_intent = charge.get("payment_intent")
+    if isinstance(payment_intent, dict):
+        payment_intent = payment_intent.get("id")
+    if not isinstance(payment_intent, str) or not payment_intent:
+        return None
+    amount_refunded = whole_number(charge.get("amount_refunded"))
+    fully = charge.get("refunded") is True or (
+        amount_refunded is not None and amount_refunded == whole_number(charge.get("amount"))
+    )
+    listing = charge.get("refunds")
+    refunds, listed_all = None, True
+    if isinstance(listing, dict) and isinstance(listing.get("data"), list):
+        refunds = tuple(
+            GatewayRefund(item["id"], whole_number(item.get("amount")), str(item.get("status") or ""))
+            for item in listing["data"]
+            if isinstance(item, dict)
+            and isinstance(item.get("id"), str)
+            and item["id"]
+            and whole_number(item.get("amount")) is not None
+        )
+        listed_all = listing.get("has_more") is not True
+    return ChargeRefunds(
+        payment_intent_id=payment_intent,
+        fully=fully,
+        amount_refunded=amount_refunded,
+        refunds=refunds,
+        listed_all=listed_all,
+        request_key=request_key if isinstance(request_key, str) else None,
+    )
+
+
+def whole_number(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
