@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 import config as settings
 from storefront import security
@@ -129,7 +130,21 @@ def init_login(app: Flask) -> None:
         g.pop("_login_user", None)
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in every route: an id the database can hold (1 to 2**31 - 1), else the URL matches nothing (404).
+
+    Werkzeug's own converter accepts any length of digits, and a 30-digit id then fails inside the database driver
+    (an OverflowError on SQLite, an out-of-range error on PostgreSQL) instead of answering "not found".
+    """
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter
     from storefront.account import bp as account_bp
     from storefront.api import bp as api_bp
     from storefront.audience import bp as audience_bp

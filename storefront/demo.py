@@ -547,6 +547,7 @@ def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now:
             currency=CURRENCY,
             status=OrderStatus.PAID,
             created_at=moment,
+            **demo_recipient(rng),
         )
         for quantity, moment, buyer_number in zip(quantities, moments, buyer_numbers, strict=True)
     ]
@@ -562,6 +563,29 @@ def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now:
             execution_options={"synchronize_session": False},
         )
         sold += order.quantity
+
+
+DEMO_FIRST_NAMES = ("Aoife", "Ciarán", "Sinéad", "Tomás", "Niamh", "Pádraig", "Grace", "Eoin", "Saoirse", "Liam")
+DEMO_LAST_NAMES = ("Byrne", "Ó Briain", "Murphy", "Kelly", "Walsh", "Nolan", "Doyle", "Ní Bhriain", "Quinn")
+# (street, city, postal code, country): the shape Stripe Checkout's shipping_details.address has.
+DEMO_ADDRESSES = (
+    ("12 Quay Street", "Galway", "H91 E2K3", "IE"),
+    ("4 Main Street", "Bagenalstown", "R21 X2Y3", "IE"),
+    ("27 South Mall", "Cork", "T12 HX76", "IE"),
+    ("9 Rue des Vignes", "Lyon", "69002", "FR"),
+    ("Kastanienallee 14", "Berlin", "10435", "DE"),
+    ("3 Ormeau Road", "Belfast", "BT7 1EB", "GB"),
+    ("Prinsengracht 201", "Amsterdam", "1015 DT", "NL"),
+)
+
+
+def demo_recipient(rng: random.Random) -> dict:
+    """A made-up name and address for a demo order, so packing sheets and shipping look like the real thing."""
+    street, city, postal_code, country = rng.choice(DEMO_ADDRESSES)
+    return {
+        "shipping_name": f"{rng.choice(DEMO_FIRST_NAMES)} {rng.choice(DEMO_LAST_NAMES)}",
+        "shipping_address": {"line1": street, "city": city, "postal_code": postal_code, "country": country},
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------

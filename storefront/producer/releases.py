@@ -23,6 +23,7 @@ from storefront.domain import releases as release_rules
 from storefront.domain.activity import Actor
 from storefront.domain.announcements import find_announcement
 from storefront.domain.releases import InvalidReleaseTerms, NumbersUnavailable, ReleaseNotFound, describe_numbers
+from storefront.domain.sales import sales_summaries
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Product, Release
@@ -36,7 +37,7 @@ from storefront.producer.release_forms import (
     minor_units_to_price,
     utc_to_local,
 )
-from storefront.producer.views import chart_slots
+from storefront.producer.views import chart_slots, revenue_text
 from storefront.shop_time import shop_time, shop_zone
 from storefront.unit_of_work import write_transaction
 
@@ -135,6 +136,7 @@ def render_release_page(release: Release, status: int = 200, **forms):
     kept = release_rules.kept_back_numbers(db.session, release.id)
     # The dashboard's chart of units sold, for this release alone (an empty slot while it is not selling).
     chart_slot = chart_slots([view], now, every=True)[release.id]
+    sales = sales_summaries(db.session, [release.id], sold={release.id: view.stock.sold})[release.id]
     page = render_template(
         "producer/show_release.html",
         release=release,
@@ -151,6 +153,8 @@ def render_release_page(release: Release, status: int = 200, **forms):
         zone_name=shop_zone().key,
         now=now,
         chart_slot=chart_slot,
+        sales=sales,
+        net_revenue=revenue_text(sales.net, release.currency),
         announcement=find_announcement(db.session, release.id),
     )
     return page, status

@@ -16,7 +16,14 @@ from storefront import clock
 from storefront.account.access import producer_required
 from storefront.charts import SalesChart, render_sales_chart
 from storefront.domain.activity import activity_subject_types, latest_activity, list_activity
-from storefront.domain.sales import Revenue, is_selling, revenue_by_release, sales_series
+from storefront.domain.sales import (
+    Revenue,
+    SalesSummary,
+    is_selling,
+    revenue_by_release,
+    sales_series,
+    sales_summaries,
+)
 from storefront.domain.stock import ReleaseView, StockCount, describe_releases
 from storefront.extensions import db
 from storefront.models import ActivityEntry, Batch, Release, ReleaseStatus
@@ -40,6 +47,7 @@ SUBJECT_ENDPOINTS = {
     "release": ("producer.show_release", "release_id"),
     "batch": ("producer.edit_batch", "batch_id"),
     "product": ("producer.edit_product", "product_id"),
+    "order": ("producer.show_order", "order_id"),
 }
 
 
@@ -166,6 +174,8 @@ class DashboardRow:
     revenue: str
     refunded: str | None
     on_sale: str
+    sales: SalesSummary = SalesSummary()
+    net_revenue: str = ""
 
 
 @bp.route("/")
@@ -180,6 +190,12 @@ def show_dashboard():
     ).all()
     views = describe_releases(db.session, releases, now)
     revenues = revenue_by_release(db.session, [release.id for release in releases])
+    summaries = sales_summaries(
+        db.session,
+        [release.id for release in releases],
+        sold={view.release.id: view.stock.sold for view in views},
+        revenues=revenues,
+    )
     rows = []
     for view in views:
         release = view.release
@@ -190,6 +206,8 @@ def show_dashboard():
                 revenue=revenue_text(revenue.paid, release.currency),
                 refunded=revenue_text(revenue.refunded, release.currency) if revenue.refunded_orders else None,
                 on_sale=shop_time(release.on_sale_at),
+                sales=summaries[release.id],
+                net_revenue=revenue_text(summaries[release.id].net, release.currency),
             )
         )
     slots = chart_slots(views, now, revenues)
