@@ -83,12 +83,43 @@ def address_field(address: dict | None, key: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+# Countries the shop is likely to ship to (SHIPPING_COUNTRIES and near neighbours), by ISO 3166 code; any other
+# code is shown as it is.
+COUNTRY_NAMES = {
+    "AT": "Austria",
+    "AU": "Australia",
+    "BE": "Belgium",
+    "CA": "Canada",
+    "CH": "Switzerland",
+    "CZ": "Czechia",
+    "DE": "Germany",
+    "DK": "Denmark",
+    "ES": "Spain",
+    "FI": "Finland",
+    "FR": "France",
+    "GB": "United Kingdom",
+    "GR": "Greece",
+    "IE": "Ireland",
+    "IS": "Iceland",
+    "IT": "Italy",
+    "JP": "Japan",
+    "LU": "Luxembourg",
+    "NL": "Netherlands",
+    "NO": "Norway",
+    "NZ": "New Zealand",
+    "PL": "Poland",
+    "PT": "Portugal",
+    "SE": "Sweden",
+    "US": "United States",
+}
+
+
 def address_lines(name: str, address: dict | None) -> list[str]:
     """The lines of a shipping label: name, street lines, the town line as the destination writes it, country.
 
     Stripe's address fields (line1, line2, city, state, postal_code, country). The town line follows the common
     habits: "City, ST 12345" in North America and Australia, the postcode on a line of its own in the UK and
-    Ireland, "12345 City" elsewhere.
+    Ireland, "12345 City" elsewhere; the country is written out.
     """
     city, state = address_field(address, "city"), address_field(address, "state")
     postal_code, country = address_field(address, "postal_code"), address_field(address, "country").upper()
@@ -98,7 +129,9 @@ def address_lines(name: str, address: dict | None) -> list[str]:
         town = [", ".join(part for part in (city, state) if part), postal_code]
     else:
         town = [" ".join(part for part in (postal_code, city) if part), state]
-    lines = [name.strip(), address_field(address, "line1"), address_field(address, "line2"), *town, country]
+    # Written out for the postman abroad ("Ireland", not "IE"); an unknown code is printed as it is.
+    country_line = COUNTRY_NAMES.get(country, country)
+    lines = [name.strip(), address_field(address, "line1"), address_field(address, "line2"), *town, country_line]
     return [line for line in lines if line]
 
 

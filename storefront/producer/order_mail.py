@@ -15,44 +15,10 @@ from storefront.domain.orders import numbers_text
 from storefront.domain.shipping import ShippingNotice
 from storefront.models import Order, OutboxMessage
 
-# Countries the shop is likely to ship to (SHIPPING_COUNTRIES and near neighbours), by ISO 3166 code; any other
-# code is shown as it is.
-COUNTRY_NAMES = {
-    "AT": "Austria",
-    "AU": "Australia",
-    "BE": "Belgium",
-    "CA": "Canada",
-    "CH": "Switzerland",
-    "CZ": "Czechia",
-    "DE": "Germany",
-    "DK": "Denmark",
-    "ES": "Spain",
-    "FI": "Finland",
-    "FR": "France",
-    "GB": "United Kingdom",
-    "GR": "Greece",
-    "IE": "Ireland",
-    "IS": "Iceland",
-    "IT": "Italy",
-    "JP": "Japan",
-    "LU": "Luxembourg",
-    "NL": "Netherlands",
-    "NO": "Norway",
-    "NZ": "New Zealand",
-    "PL": "Poland",
-    "PT": "Portugal",
-    "SE": "Sweden",
-    "US": "United States",
-}
-
 
 def shipping_address_lines(order: Order) -> list[str]:
     """The order's name and address as lines to print or read, the country written out when it is known."""
-    lines = address_lines(order.shipping_name or "", order.shipping_address)
-    country = str((order.shipping_address or {}).get("country") or "").strip().upper()
-    if country and lines and lines[-1] == country:
-        lines[-1] = COUNTRY_NAMES.get(country, country)
-    return lines
+    return address_lines(order.shipping_name or "", order.shipping_address)
 
 
 def queue_shipping_mails(session: Session, notices: Iterable[ShippingNotice]) -> list[OutboxMessage]:

@@ -82,7 +82,7 @@ def test_address_lines_follow_the_destination():
     assert address_lines(
         "Aoife Byrne",
         {"line1": "1 Main St", "line2": None, "city": "Dublin", "postal_code": "D02 XY45", "country": "IE"},
-    ) == ["Aoife Byrne", "1 Main St", "Dublin", "D02 XY45", "IE"]
+    ) == ["Aoife Byrne", "1 Main St", "Dublin", "D02 XY45", "Ireland"]
     assert address_lines(
         "Ann Lee",
         {
@@ -93,11 +93,14 @@ def test_address_lines_follow_the_destination():
             "postal_code": "78701",
             "country": "US",
         },
-    ) == ["Ann Lee", "5 Elm St", "Apt 2", "Austin, TX 78701", "US"]
+    ) == ["Ann Lee", "5 Elm St", "Apt 2", "Austin, TX 78701", "United States"]
     assert address_lines(
         "Jan Jansen", {"line1": "Dorpsstraat 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "nl"}
-    ) == ["Jan Jansen", "Dorpsstraat 1", "3511 AB Utrecht", "NL"]
+    ) == ["Jan Jansen", "Dorpsstraat 1", "3511 AB Utrecht", "Netherlands"]
     assert address_lines("Nobody", {}) == ["Nobody"]
+    # A code the shop has no name for is printed as it is.
+    unknown = {"line1": "1 Road", "city": "Seoul", "country": "KR"}
+    assert address_lines("Kim", unknown) == ["Kim", "1 Road", "Seoul", "KR"]
     assert address_lines("", None) == []
 
 
@@ -275,7 +278,7 @@ def test_labels_leave_out_refunds_and_shipped_orders(session):
         release.batch.title,
         release.title,
     )
-    assert label.address == ("Aoife Byrne", "1 Main Street", "Dublin", "D02 XY45", "IE")
+    assert label.address == ("Aoife Byrne", "1 Main Street", "Dublin", "D02 XY45", "Ireland")
 
     with_shipped = packing_labels(session, OrderFilter(), include_shipped=True, limit=100)
     assert shipped.reference in {label.reference for label in with_shipped}
