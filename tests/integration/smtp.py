@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -23,6 +24,11 @@ class Delivery:
     mail_from: str
     recipients: list[str]
     message: EmailMessage
+
+    @property
+    def text(self) -> str:
+        """The plain-text part, whether the message is multipart (attachments, HTML) or not."""
+        return self.message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
     @property
     def body(self) -> str:
@@ -61,3 +67,12 @@ class SmtpServer:
     def received(self) -> list[Delivery]:
         with self._lock:
             return list(self.deliveries)
+
+    def mails_to(self, address: str, count: int = 1, timeout: float = 10) -> list[Delivery]:
+        """What `address` has received, once there are `count` messages (another thread sends them) or time ran out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = [delivery for delivery in self.received() if delivery.recipients == [address]]
+            if len(received) >= count or time.monotonic() > deadline:
+                return received
+            time.sleep(0.1)  # waiting on the request thread that sends it, not on shop time

@@ -7,7 +7,6 @@ public release page. The auditor finds nothing wrong at the end.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from storefront.unit_of_work import write_transaction
 from tests.conftest import LiveServer
 from tests.factories import make_release
 from tests.integration.helpers import free_port
-from tests.integration.smtp import Delivery, SmtpServer
+from tests.integration.smtp import SmtpServer
 from tests.payments import sim_post
 
 pytestmark = pytest.mark.browser
@@ -52,18 +51,6 @@ def live_server(app, shop_port: int, stripe_sim):
     assert stripe_sim.wait_for_deliveries(timeout=10), "the simulator still had webhooks to deliver"
     server.stop()
 
-
-def mails_to(smtp_server: SmtpServer, address: str, count: int, timeout: float = 10) -> list[Delivery]:
-    deadline = time.monotonic() + timeout
-    while True:
-        received = [delivery for delivery in smtp_server.received() if delivery.recipients == [address]]
-        if len(received) >= count or time.monotonic() > deadline:
-            return received
-        time.sleep(0.1)  # waiting on the request thread that sends it, not on shop time
-
-
-def text_of(delivery: Delivery) -> str:
-    return delivery.message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 def buy(browser: Browser, base: str, slug: str, email: str, quantity: int) -> str:
@@ -116,8 +103,8 @@ def test_a_producer_ships_one_order_and_refunds_a_unit_of_another_back_to_sale(
 
     assert buy(browser, base, slug, FIRST_BUYER, 1) == f"No. 1 of {UNITS} is yours"
     assert "No. 2" in buy(browser, base, slug, SECOND_BUYER, 2)
-    assert len(mails_to(smtp_server, FIRST_BUYER, 1)) == 1
-    assert len(mails_to(smtp_server, SECOND_BUYER, 1)) == 1
+    assert len(smtp_server.mails_to(FIRST_BUYER, 1)) == 1
+    assert len(smtp_server.mails_to(SECOND_BUYER, 1)) == 1
 
     producer = browser.new_context().new_page()
     sign_in(producer, base)
@@ -132,8 +119,8 @@ def test_a_producer_ships_one_order_and_refunds_a_unit_of_another_back_to_sale(
     expect(producer.get_by_text("Marked shipped; the buyer is told it is on its way.")).to_be_visible()
     expect(producer.locator("[data-tracking-number]")).to_have_text("CE123456789IE")
 
-    shipped_mail = mails_to(smtp_server, FIRST_BUYER, 2)[1]
-    body = text_of(shipped_mail)
+    shipped_mail = smtp_server.mails_to(FIRST_BUYER, 2)[1]
+    body = shipped_mail.text
     assert f"No. 1 of {UNITS}" in shipped_mail.message["Subject"] + body
     assert "CE123456789IE" in body
     assert "https://www.anpost.com/Post-Parcels/Track/History?item=CE123456789IE" in body

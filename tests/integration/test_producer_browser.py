@@ -9,7 +9,6 @@ and pays on the Stripe simulator → the dashboard's counts and chart show the s
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 
@@ -24,7 +23,7 @@ from storefront.models import Announcement, Order, Release, Unit
 from storefront.unit_of_work import write_transaction
 from tests.conftest import LiveServer
 from tests.integration.helpers import free_port
-from tests.integration.smtp import Delivery, SmtpServer
+from tests.integration.smtp import SmtpServer
 from tests.payments import sim_post
 
 pytestmark = pytest.mark.browser
@@ -57,19 +56,6 @@ def live_server(app, shop_port: int, stripe_sim):
     server.stop()
 
 
-def mail_to(smtp_server: SmtpServer, address: str, count: int = 1, timeout: float = 10) -> list[Delivery]:
-    """The mails `address` has received, once there are `count` of them (sent by another thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        received = [delivery for delivery in smtp_server.received() if delivery.recipients == [address]]
-        if len(received) >= count or time.monotonic() > deadline:
-            return received
-        time.sleep(0.1)  # waiting on the request thread that sends it, not on shop time
-
-
-def text_of(delivery: Delivery) -> str:
-    return delivery.message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
-
 
 def subscribe_and_confirm(browser: Browser, base: str, smtp_server: SmtpServer) -> None:
     """A visitor asks to hear about new batches from the home page and confirms from the mail."""
@@ -78,8 +64,8 @@ def subscribe_and_confirm(browser: Browser, base: str, smtp_server: SmtpServer) 
     page.goto(base + "/")
     page.get_by_label("Your email").fill(SUBSCRIBER)
     page.get_by_role("button", name="Tell me", exact=True).click()
-    (confirmation,) = mail_to(smtp_server, SUBSCRIBER)
-    link = re.search(r"https?://\S+/subscribe/confirm/\S+", text_of(confirmation)).group(0)
+    (confirmation,) = smtp_server.mails_to(SUBSCRIBER)
+    link = re.search(r"https?://\S+/subscribe/confirm/\S+", confirmation.text).group(0)
     page.goto(link)
     page.get_by_role("button", name="Yes, tell me about new batches").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are on the list")
@@ -187,8 +173,8 @@ def test_a_producer_prepares_announces_and_watches_a_drop_sell(
     session.commit()
 
     announce(producer)
-    (announcement_mail,) = mail_to(smtp_server, SUBSCRIBER, count=2)[1:]
-    body = text_of(announcement_mail)
+    (announcement_mail,) = smtp_server.mails_to(SUBSCRIBER, count=2)[1:]
+    body = announcement_mail.text
     assert "Batch 8, 70 cl" in body and "€89.00" in body and "2026-07-01T11:00:00Z" in body
     assert f"/releases/{release.slug}" in body and "/batches/" in body
     assert announcement_mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -198,7 +184,7 @@ def test_a_producer_prepares_announces_and_watches_a_drop_sell(
     assert event.decoded("DTSTART") == ON_SALE
     session.commit()
     assert session.scalar(select(Announcement.recipient_count)) == 1
-    assert len(mail_to(smtp_server, SUBSCRIBER, count=3, timeout=1)) == 2
+    assert len(smtp_server.mails_to(SUBSCRIBER, count=3, timeout=1)) == 2
 
     # The public side: coming soon on the home page, a countdown and a calendar link on the release page.
     visitor = browser.new_context().new_page()
