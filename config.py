@@ -192,6 +192,15 @@ class Config:
     SUBSCRIBE_LIMIT_PER_IP = os.environ.get("SUBSCRIBE_LIMIT_PER_IP", "10/hour")
     SUBSCRIBE_LIMIT_PER_EMAIL = os.environ.get("SUBSCRIBE_LIMIT_PER_EMAIL", "5/hour")
 
+    # Waitlists: how long a freed number offered to the next waiter stays theirs (from when the offer is mailed),
+    # how long a "confirm your place" link works, how soon joining again may mail the same address again, and how
+    # many joins one client IP and one address may post (Flask-Limiter rate strings).
+    WAITLIST_OFFER_MINUTES = env_int("WAITLIST_OFFER_MINUTES", 60)
+    WAITLIST_CONFIRM_HOURS = env_int("WAITLIST_CONFIRM_HOURS", 48)
+    WAITLIST_RESEND_MINUTES = env_int("WAITLIST_RESEND_MINUTES", 15)
+    WAITLIST_LIMIT_PER_IP = os.environ.get("WAITLIST_LIMIT_PER_IP", "10/hour")
+    WAITLIST_LIMIT_PER_EMAIL = os.environ.get("WAITLIST_LIMIT_PER_EMAIL", "5/hour")
+
     # Largest request body, in bytes: anything bigger is answered 413 before forms, CSRF or the webhook read it.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
     # Host names the shop answers to (Flask's TRUSTED_HOSTS; ".example.com" also accepts its subdomains), besides

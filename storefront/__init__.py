@@ -153,6 +153,7 @@ def register_blueprints(app: Flask) -> None:
     from storefront.producer import bp as producer_bp
     from storefront.shop import bp as shop_bp
     from storefront.story import bp as story_bp
+    from storefront.waitlist import bp as waitlist_bp
     from storefront.webhooks import bp as webhooks_bp
 
     app.register_blueprint(shop_bp)
@@ -164,6 +165,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_bp)
     app.register_blueprint(producer_bp)
     app.register_blueprint(audience_bp)
+    app.register_blueprint(waitlist_bp)
 
 
 def register_error_pages(app: Flask) -> None:
@@ -209,6 +211,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["markdown"] = text.render_markdown
     app.jinja_env.filters["iso_utc"] = text.iso_utc
     app.jinja_env.filters["human_datetime"] = text.human_datetime
+    app.jinja_env.filters["ordinal"] = text.ordinal
 
     @app.context_processor
     def shop_globals() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Background work on Huey: the hold sweeper, refunds, and the mail outbox.
+"""Background work on Huey: the hold sweeper, refunds, waitlist offers, and the mail outbox.
 
 Storage is Redis when `REDIS_URL` is set (several hosts share one queue) and a SQLite file otherwise, so a new user
 needs no extra server. `flask --app wsgi storefront worker` runs the consumer; `make run` starts one.
@@ -133,6 +133,25 @@ def send_outbox() -> None:
 def send_outbox_periodically() -> None:
     """Catch mail whose wake-up was lost (a worker restart, a failed SMTP server)."""
     once_per_period("send_outbox", send_outbox.call_local)
+
+
+@huey.task()
+def notify_offers() -> None:
+    """Mail the waitlist offers just made, starting each one's time as its mail is queued."""
+    from storefront.waitlist.mailings import notify_offers as notify
+
+    run_with_session(lambda session, now: notify(session, now, clock.now))
+
+
+@huey.periodic_task(crontab(minute="*"))
+def notify_offers_periodically() -> None:
+    """Catch offers whose wake-up was lost (a worker restart): an unmailed offer's time has not started."""
+    once_per_period("notify_offers", notify_offers.call_local)
+
+
+@wakeups.offers_made.connect
+def wake_offer_mailer(_sender=None, **_kwargs) -> None:
+    notify_offers()
 
 
 @wakeups.mail_queued.connect

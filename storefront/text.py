@@ -107,3 +107,12 @@ def human_datetime(moment: datetime) -> str:
     """Return "Wed 1 July 2026, 10:00 UTC"; the page's script rewrites it in the reader's own zone."""
     moment = moment.astimezone(UTC)
     return f"{moment:%a} {moment.day} {moment:%B %Y, %H:%M} UTC"
+
+
+def ordinal(number: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st: a place in line as people say it."""
+    if 10 <= number % 100 <= 20:
+        suffix = "th"
+    else:
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"

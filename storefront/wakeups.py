@@ -12,3 +12,5 @@ signals = Namespace()
 mail_queued = signals.signal("mail-queued")
 # A refund was recorded; the sender is its id.
 refund_queued = signals.signal("refund-queued")
+# Waitlist offers were made; their mails (and the start of their time) are due.
+offers_made = signals.signal("offers-made")

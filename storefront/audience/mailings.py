@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from storefront import calendar, notifications
 from storefront.audience import tokens
-from storefront.domain.announcements import UNSUBSCRIBE_LINK, AnnouncementMail
+from storefront.domain.announcements import EARLY_ACCESS_LINK, UNSUBSCRIBE_LINK, AnnouncementMail, WaiterMail
 from storefront.domain.subscribers import list_unsubscribe_headers
 from storefront.models import OutboxMessage, Release, Subscriber
 from storefront.shop_time import shop_time
@@ -54,19 +54,32 @@ def calendar_attachment(release: Release) -> dict[str, str]:
 
 
 def compose_announcement(release: Release, now: datetime) -> AnnouncementMail:
-    """The announcement of `release` as every confirmed subscriber will get it (the preview shows the same)."""
-    subject, body = notifications.render_mail(
-        "release_announced",
+    """The announcement of `release` as every confirmed subscriber will get it (the preview shows the same), and
+    the version the product's waiters get, with their personal early-access link when the release has one."""
+    from storefront.waitlist import tokens as waitlist_tokens
+
+    context = dict(
         release=release,
         batch=release.batch,
         on_sale_now=now >= release.on_sale_at,
         on_sale_iso=iso_utc(release.on_sale_at),
         on_sale_local=shop_time(release.on_sale_at),
+        early_access=release.early_access_at is not None and now < release.on_sale_at,
+        early_access_local=shop_time(release.early_access_at) if release.early_access_at else "",
         unsubscribe_url=UNSUBSCRIBE_LINK,
+        early_access_url=EARLY_ACCESS_LINK,
     )
+    subject, body = notifications.render_mail("release_announced", waiter=False, **context)
+    waiter_subject, waiter_body = notifications.render_mail("release_announced", waiter=True, **context)
     return AnnouncementMail(
         subject=subject,
         body=body,
         attachments=(calendar_attachment(release),),
         unsubscribe_url=tokens.unsubscribe_url,
+        for_waiters=WaiterMail(
+            subject=waiter_subject,
+            body=waiter_body,
+            unsubscribe_url=waitlist_tokens.unsubscribe_url,
+            early_access_url=lambda entry_id: waitlist_tokens.early_access_url(entry_id, release.id),
+        ),
     )

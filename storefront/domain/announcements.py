@@ -23,11 +23,14 @@ from storefront.domain.activity import Actor, record_activity
 from storefront.domain.errors import DomainError
 from storefront.domain.stock import count_stock
 from storefront.domain.subscribers import list_unsubscribe_headers
+from storefront.domain.waitlist import early_access_recipients
 from storefront.models import Announcement, OutboxMessage, Release, Subscriber, SubscriberStatus, User
 from storefront.unit_of_work import after_commit
 
-# Stands in the composed body where each subscriber's own unsubscribe address goes; no real text contains it.
+# Stand in the composed body where each recipient's own unsubscribe address and early-access link go; no real
+# text contains them.
 UNSUBSCRIBE_LINK = "[[unsubscribe-link]]"
+EARLY_ACCESS_LINK = "[[early-access-link]]"
 # Mails inserted per statement: large lists go in a few round trips without one enormous statement.
 INSERT_CHUNK = 1000
 
@@ -60,6 +63,17 @@ class AlreadyAnnounced(AnnouncementError):
 
 
 @dataclass(frozen=True)
+class WaiterMail:
+    """The announcement as the product's waiters get it: with their own early-access link (when the release has
+    early access) and their own link off the waitlists."""
+
+    subject: str
+    body: str  # UNSUBSCRIBE_LINK and EARLY_ACCESS_LINK mark where each waiter's own links go
+    unsubscribe_url: Callable[[int], str]  # a waitlist entry's id -> its one-click unsubscribe address
+    early_access_url: Callable[[int], str]  # a waitlist entry's id -> its personal early-access link
+
+
+@dataclass(frozen=True)
 class AnnouncementMail:
     """The announcement as every subscriber gets it, apart from their own unsubscribe address."""
 
@@ -67,6 +81,8 @@ class AnnouncementMail:
     body: str  # UNSUBSCRIBE_LINK marks where each subscriber's unsubscribe address goes
     attachments: Sequence[dict[str, str]]  # [{"filename", "content_type", "content"}]
     unsubscribe_url: Callable[[int], str]  # a subscriber's id -> their one-click unsubscribe address
+    # The product's waiters get this instead (one mail per address, even if also a subscriber); None: they don't.
+    for_waiters: WaiterMail | None = None
 
     def body_for(self, unsubscribe_url: str) -> str:
         return self.body.replace(UNSUBSCRIBE_LINK, unsubscribe_url)
@@ -104,18 +120,25 @@ def announce_release(
     actor: Actor,
     mail: AnnouncementMail,
 ) -> Announcement:
-    """Record the announcement of a release and queue its mail to every confirmed subscriber, once per release."""
+    """Record the announcement of a release and queue its mail to every confirmed subscriber and to the product's
+    confirmed waiters (with their early-access links), once per release and once per address."""
     require_write_transaction(session)
     release = session.get(Release, release_id)
     if release is None:
         raise UnknownRelease("There is no such release.")
     check_announceable(session, release, now)
-    recipients = session.execute(
-        select(Subscriber.id, Subscriber.email)
-        .where(Subscriber.status == SubscriberStatus.CONFIRMED)
-        .order_by(Subscriber.id)
-    ).all()
-    if not recipients:
+    waiters = early_access_recipients(session, release.batch.product_id) if mail.for_waiters is not None else []
+    waiting_keys = {key for _, _, key in waiters}
+    recipients = [
+        (subscriber_id, email)
+        for subscriber_id, email, key in session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.email_key)
+            .where(Subscriber.status == SubscriberStatus.CONFIRMED)
+            .order_by(Subscriber.id)
+        ).all()
+        if key not in waiting_keys
+    ]
+    if not recipients and not waiters:
         raise NoSubscribers("Nobody has confirmed a subscription yet, so there is no one to send this to.")
 
     announcement = Announcement(
@@ -131,6 +154,7 @@ def announce_release(
         raise AlreadyAnnounced(find_announcement(session, release.id)) from None
 
     rows = [outbox_row(mail, subscriber_id, email, now) for subscriber_id, email in recipients]
+    rows += [waiter_row(mail, entry_id, email, now) for entry_id, email, _ in waiters]
     for start in range(0, len(rows), INSERT_CHUNK):
         session.execute(insert(OutboxMessage), rows[start : start + INSERT_CHUNK])
     announcement.recipient_count = len(rows)
@@ -155,6 +179,23 @@ def outbox_row(mail: AnnouncementMail, subscriber_id: int, email: str, now: date
         "recipient": email,
         "subject": mail.subject[:300],
         "body": mail.body_for(unsubscribe_url),
+        "headers": list_unsubscribe_headers(unsubscribe_url),
+        "attachments": [dict(attachment) for attachment in mail.attachments],
+        "created_at": now,
+        "attempts": 0,
+        "last_error": "",
+    }
+
+
+def waiter_row(mail: AnnouncementMail, entry_id: int, email: str, now: datetime) -> dict:
+    waiter_mail = mail.for_waiters
+    unsubscribe_url = waiter_mail.unsubscribe_url(entry_id)
+    body = waiter_mail.body.replace(UNSUBSCRIBE_LINK, unsubscribe_url)
+    body = body.replace(EARLY_ACCESS_LINK, waiter_mail.early_access_url(entry_id))
+    return {
+        "recipient": email,
+        "subject": waiter_mail.subject[:300],
+        "body": body,
         "headers": list_unsubscribe_headers(unsubscribe_url),
         "attachments": [dict(attachment) for attachment in mail.attachments],
         "created_at": now,

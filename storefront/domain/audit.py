@@ -24,7 +24,11 @@ from storefront.models import (
     Unit,
     UnitStatus,
     UnmatchedPayment,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
 )
+from storefront.models.waitlist import LIVE_OFFER_STATUSES
 
 # The sweeper ends a hold within a minute or two of its time (its session closed first); an hour means it is stuck.
 HOLD_OVERDUE_AFTER = timedelta(hours=1)
@@ -328,6 +332,93 @@ def holds_end_in_time(session: Session, now: datetime) -> list[str]:
     ]
 
 
+def offers_hold_their_units(session: Session, _now: datetime) -> list[str]:
+    """Every offered unit is held by exactly one open offer, through that offer's own live hold; an ended offer
+    holds nothing; every live offer hold belongs to an open offer."""
+    problems = []
+    open_offer = WaitlistOffer.status.in_(LIVE_OFFER_STATUSES)
+    broken = session.execute(
+        select(WaitlistOffer.id, WaitlistOffer.release_id, WaitlistOffer.number, Hold.status, Unit.status, Unit.hold_id)
+        .join(Hold, Hold.id == WaitlistOffer.hold_id)
+        .join(Unit, Unit.id == WaitlistOffer.unit_id)
+        .where(
+            open_offer,
+            or_(
+                Hold.status != HoldStatus.ACTIVE,
+                Hold.for_offer.is_(False),
+                Unit.status != UnitStatus.HELD,
+                Unit.hold_id.is_(None),
+                Unit.hold_id != WaitlistOffer.hold_id,
+            ),
+        )
+    ).all()
+    problems += [
+        f"release {r}: open offer {o} of No. {n} has hold {hold_status} and unit {unit_status} in hold {unit_hold}"
+        for o, r, n, hold_status, unit_status, unit_hold in broken
+    ]
+    shared = session.execute(
+        select(WaitlistOffer.unit_id, func.count())
+        .where(open_offer)
+        .group_by(WaitlistOffer.unit_id)
+        .having(func.count() > 1)
+    ).all()
+    problems += [f"unit {u}: in {c} open offers at once" for u, c in shared]
+    ended_holding = session.execute(
+        select(WaitlistOffer.id, WaitlistOffer.status, Hold.id)
+        .join(Hold, Hold.id == WaitlistOffer.hold_id)
+        .where(~open_offer, Hold.status == HoldStatus.ACTIVE)
+    ).all()
+    problems += [f"offer {o}: {status} but its hold {h} is still active" for o, status, h in ended_holding]
+    orphan_holds = session.execute(
+        select(Hold.id)
+        .outerjoin(WaitlistOffer, and_(WaitlistOffer.hold_id == Hold.id, open_offer))
+        .where(Hold.for_offer.is_(True), Hold.status == HoldStatus.ACTIVE, WaitlistOffer.id.is_(None))
+    ).all()
+    problems += [f"hold {h}: an active offer hold without an open offer" for (h,) in orphan_holds]
+    return problems
+
+
+def one_open_offer_per_waiter(session: Session, _now: datetime) -> list[str]:
+    """No waiter has two open offers for one release (the unique constraint allows one offer ever)."""
+    rows = session.execute(
+        select(WaitlistOffer.release_id, WaitlistEntry.email_key, func.count())
+        .join(WaitlistEntry, WaitlistEntry.id == WaitlistOffer.entry_id)
+        .where(WaitlistOffer.status.in_(LIVE_OFFER_STATUSES))
+        .group_by(WaitlistOffer.release_id, WaitlistEntry.email_key)
+        .having(func.count() > 1)
+    ).all()
+    return [f"release {r}: {key} has {c} open offers at once" for r, key, c in rows]
+
+
+def waiters_before_public_sale(session: Session, now: datetime) -> list[str]:
+    """While a sold-out release has confirmed waiters without an offer and offers are not paused, none of its
+    units is on public sale."""
+    waiting = (
+        select(WaitlistEntry.id)
+        .where(
+            WaitlistEntry.release_id == Release.id,
+            WaitlistEntry.status == WaitlistStatus.CONFIRMED,
+            ~select(WaitlistOffer.id)
+            .where(WaitlistOffer.release_id == Release.id, WaitlistOffer.entry_id == WaitlistEntry.id)
+            .exists(),
+        )
+        .exists()
+    )
+    rows = session.execute(
+        select(Release.id, func.count(Unit.id))
+        .join(Unit, and_(Unit.release_id == Release.id, Unit.status == UnitStatus.AVAILABLE))
+        .where(
+            Release.sold_out_at.is_not(None),
+            Release.waitlist_paused_at.is_(None),
+            Release.on_sale_at <= now,
+            or_(Release.off_sale_at.is_(None), Release.off_sale_at > now),
+            waiting,
+        )
+        .group_by(Release.id)
+    ).all()
+    return [f"release {r}: {c} units on public sale while confirmed waiters have had no offer" for r, c in rows]
+
+
 CHECKS = [
     numbers_unique_within_release,
     numbers_within_run,
@@ -344,4 +435,7 @@ CHECKS = [
     refunds_are_on_their_way,
     unmatched_payments_are_refunded,
     holds_end_in_time,
+    offers_hold_their_units,
+    one_open_offer_per_waiter,
+    waiters_before_public_sale,
 ]

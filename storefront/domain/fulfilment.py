@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storefront.database import require_write_transaction
+from storefront.domain import waitlist
 from storefront.domain.inventory import (
     HoldBroken,
     HoldNotActive,
@@ -167,8 +168,9 @@ def fulfil_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) ->
         except HoldBroken:
             # Cannot happen while reclaiming ends a hold in the same transaction; handled like a released hold.
             order.hold_id = None
-            free_units_of(session, [hold.id])
+            freed = free_units_of(session, [hold.id])
             end_holds(session, [hold.id], now, "broken")
+            waitlist.units_freed(session, hold.release_id, freed, now)
 
     return reassign_or_refund(session, hold, release, order, now)
 

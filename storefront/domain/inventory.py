@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from storefront.database import require_write_transaction
+from storefront.domain import waitlist
 from storefront.domain.buyers import buyer_key
 from storefront.domain.errors import DomainError
 from storefront.models import Hold, HoldStatus, Order, OrderStatus, Release, Unit, UnitStatus
@@ -99,9 +100,10 @@ def is_reclaimable(now: datetime):
 
     A hold with a payment session is never reclaimed here: the buyer may still be paying on the gateway's page
     (Stripe keeps a session open 30 minutes at least). The sweeper expires that session first and then releases
-    the hold, or turns it into an order if the payment went through.
+    the hold, or turns it into an order if the payment went through. Nor is a waitlist offer's hold: its unit goes
+    to the next waiter when the sweeper ends it, never to whoever claims next.
     """
-    return and_(HOLD_IS_ACTIVE, Hold.expires_at <= now, Hold.payment_session_id.is_(None))
+    return and_(HOLD_IS_ACTIVE, Hold.expires_at <= now, Hold.payment_session_id.is_(None), Hold.for_offer.is_(False))
 
 
 def claim(
@@ -112,17 +114,19 @@ def claim(
     now: datetime,
     hold_for: timedelta,
     number: int | None = None,
+    early_access: bool = False,
 ) -> Hold:
     """Hold `quantity` units of a release for `buyer` until `now + hold_for`, atomically.
 
-    Takes the lowest free numbers, or exactly `number` when the buyer picked one. Raises NotOnSale, SoldOut,
-    LimitReached, NumberTaken or InvalidClaim; on any error the caller rolls back and nothing has changed.
+    Takes the lowest free numbers, or exactly `number` when the buyer picked one. `early_access` lets the claim in
+    from the release's `early_access_at` (the caller has checked the buyer's personal link). Raises NotOnSale,
+    SoldOut, LimitReached, NumberTaken or InvalidClaim; on any error the caller rolls back and nothing has changed.
     """
     require_write_transaction(session)
     release = read_release_for_claim(session, release_id)
     if release is None:
         raise InvalidClaim("This release does not exist.")
-    check_claim_request(release, quantity, number, now)
+    check_claim_request(release, quantity, number, now, early_access=early_access)
 
     lock_buyer(session, release.id, buyer.key)
     # The buyer's own timed-out holds end first, so they can neither count twice nor be paid for later.
@@ -194,8 +198,13 @@ def read_release_for_claim(session: Session, release_id: int) -> Release | None:
     )
 
 
-def check_claim_request(release: Release, quantity: int, number: int | None, now: datetime) -> None:
-    if now < release.on_sale_at:
+def check_claim_request(
+    release: Release, quantity: int, number: int | None, now: datetime, *, early_access: bool = False
+) -> None:
+    opens_at = release.on_sale_at
+    if early_access and release.early_access_at is not None:
+        opens_at = release.early_access_at
+    if now < opens_at:
         raise NotOnSale("This release is not on sale yet.")
     if release.off_sale_at is not None and now >= release.off_sale_at:
         raise NotOnSale("This release has closed.")
@@ -254,8 +263,9 @@ def reclaim_expired_holds(session: Session, release_id: int, now: datetime, buye
         expired = expired.limit(RECLAIM_BATCH)
     hold_ids = list(session.scalars(expired.order_by(Hold.id).with_for_update()))
     if hold_ids:
-        free_units_of(session, hold_ids)
+        freed = free_units_of(session, hold_ids)
         end_holds(session, hold_ids, now, "expired")
+        waitlist.units_freed(session, release_id, freed, now)
     return len(hold_ids)
 
 
@@ -307,13 +317,15 @@ def next_free_number(session: Session, release_id: int, wanted: int) -> int | No
     return session.scalar(free.where(Unit.number > wanted)) or session.scalar(free)
 
 
-def free_units_of(session: Session, hold_ids: Sequence[int]) -> None:
-    session.execute(
+def free_units_of(session: Session, hold_ids: Sequence[int]) -> int:
+    """Put the units of these holds back to available; returns how many. The caller passes them on to
+    `waitlist.units_freed`, which offers them to a sold-out release's waitlist before anyone else."""
+    return session.execute(
         update(Unit)
         .where(Unit.hold_id.in_(hold_ids), Unit.status == UnitStatus.HELD)
         .values(status=UnitStatus.AVAILABLE, hold_id=None, held_until=None),
         execution_options={"synchronize_session": False},
-    )
+    ).rowcount
 
 
 def end_holds(session: Session, hold_ids: Sequence[int], now: datetime, reason: str) -> None:
@@ -354,10 +366,12 @@ def release_hold(
         return hold
     if hold.status == HoldStatus.CONVERTED:
         raise HoldNotActive("This hold has been paid for; its units are sold.")
-    free_units_of(session, [hold.id])
+    freed = free_units_of(session, [hold.id])
     end_holds(session, [hold.id], now, reason)
     session.flush()
     session.refresh(hold)
+    waitlist.end_offers_of_hold(session, hold, now)
+    waitlist.units_freed(session, hold.release_id, freed, now)
     return hold
 
 
@@ -390,6 +404,7 @@ def convert(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
     hold.ended_at = now
     hold.end_reason = "paid"
     session.flush()
+    waitlist.offer_hold_converted(session, hold, now)
     return hold
 
 

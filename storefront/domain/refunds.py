@@ -36,6 +36,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storefront.database import require_write_transaction
+from storefront.domain import waitlist
 from storefront.domain.errors import DomainError
 from storefront.domain.orders import numbers_text, record_order_event
 from storefront.models import (
@@ -456,7 +457,8 @@ def return_unit_to_sale(session: Session, unit_id: int, order_id: int, now: date
     """Put a refunded unit back on sale, if it is still sold to the order it was refunded on. The one place a unit
     comes back from a sale, so what happens then (offering it to a waitlist first) changes here alone.
 
-    Returns whether it went back. `now` is when (unused today: the unit simply becomes available).
+    Returns whether it went back. When the release has sold out and people are waiting, it goes to the next of
+    them as an offer (storefront.domain.waitlist) instead of public sale.
     """
     require_write_transaction(session)
     unit = session.scalar(
@@ -470,6 +472,7 @@ def return_unit_to_sale(session: Session, unit_id: int, order_id: int, now: date
     unit.held_until = None
     unit.sold_at = None
     session.flush()
+    waitlist.units_freed(session, unit.release_id, 1, now)
     return True
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Integer, String, delete, exists, insert, literal, or_, se
 from sqlalchemy.orm import Session
 
 from storefront.database import require_write_transaction
+from storefront.domain import waitlist
 from storefront.domain.activity import Actor, record_activity
 from storefront.domain.errors import DomainError
 from storefront.models import Batch, Hold, Order, Release, Unit, UnitStatus
@@ -363,6 +364,8 @@ def return_withheld_numbers(
             sorted(refused),
         )
     if changed:
+        # Numbers back on sale in a sold-out release go to its waitlist first, like any freed number.
+        waitlist.units_freed(session, release.id, len(changed), now)
         record_activity(
             session,
             actor,

@@ -27,6 +27,13 @@ from storefront.models.orders import (
     RefundStatus,
     UnmatchedPayment,
 )
+from storefront.models.waitlist import (
+    LIVE_OFFER_STATUSES,
+    OfferStatus,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 
 __all__ = [
     "ActivityEntry",
@@ -59,4 +66,9 @@ __all__ = [
     "UnmatchedPayment",
     "User",
     "UnitStatus",
+    "LIVE_OFFER_STATUSES",
+    "OfferStatus",
+    "WaitlistEntry",
+    "WaitlistOffer",
+    "WaitlistStatus",
 ]

@@ -149,6 +149,7 @@ class Release(Base):
         CheckConstraint("total_units >= 1", name="total_units_positive"),
         CheckConstraint("per_customer_limit >= 1", name="limit_positive"),
         CheckConstraint("off_sale_at IS NULL OR off_sale_at > on_sale_at", name="off_sale_after_on_sale"),
+        CheckConstraint("early_access_at IS NULL OR early_access_at < on_sale_at", name="early_access_before_sale"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,6 +165,12 @@ class Release(Base):
     allow_number_choice: Mapped[bool] = mapped_column(default=False)
     # Set while the producer has paused claims (storefront.domain.releases.pause_release); None when open.
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # From this time until on_sale_at, the product's confirmed waiters may reserve through their personal links.
+    early_access_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the run first sold out: from then on, numbers that come free go to its waitlist before public sale.
+    sold_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while the producer has paused waitlist offers: freed numbers go back on public sale instead.
+    waitlist_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -191,7 +198,7 @@ class Release(Base):
             raise InvalidValue(f"Currency must be a three-letter ISO code such as EUR, got {value!r}")
         return value.upper()
 
-    @validates("on_sale_at", "off_sale_at")
+    @validates("on_sale_at", "off_sale_at", "early_access_at")
     def validate_aware(self, key: str, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise InvalidValue(f"{key} must carry a time zone")

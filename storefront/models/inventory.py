@@ -81,6 +81,9 @@ class Hold(Base):
     # Why the hold is ending, recorded before the gateway is asked to close the session: the first reason wins,
     # so the expiry event a cancel causes cannot rewrite the cancel as "ran out of time".
     end_requested: Mapped[str | None] = mapped_column(String(40))
+    # Made by the waitlist for an offer (storefront.domain.waitlist): only the sweeper ends it when its time is up,
+    # never a public claim passing by, so a lapsed offer's unit goes to the next waiter, not to the public.
+    for_offer: Mapped[bool] = mapped_column(default=False)
     # A sweeper worker that is ending this hold with the gateway owns it until then; others skip it.
     sweep_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

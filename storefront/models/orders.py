@@ -55,9 +55,7 @@ class Order(Base):
         CheckConstraint("amount_total >= 0", name="amount_not_negative"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('paid', 'refunding', 'refunded')", name="status_known"),
-        CheckConstraint(
-            "fulfilment_status IN ('unfulfilled', 'packed', 'shipped')", name="fulfilment_status_known"
-        ),
+        CheckConstraint("fulfilment_status IN ('unfulfilled', 'packed', 'shipped')", name="fulfilment_status_known"),
         Index("ix_order_buyer", "release_id", "buyer_key"),
         # The producer's orders list: newest first, within a release or across the shop.
         Index("ix_order_release_created", "release_id", "created_at"),

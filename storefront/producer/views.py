@@ -51,7 +51,6 @@ SUBJECT_ENDPOINTS = {
 }
 
 
-
 def revenue_text(amounts: dict[str, int], currency: str) -> str:
     """Money by currency as one phrase: "€1,780.00"; nothing yet is 0 in the release's currency."""
     if not amounts:

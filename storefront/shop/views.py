@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from storefront import clock
 from storefront.checkout import flows
 from storefront.checkout.flows import CheckoutUnavailable
+from storefront.domain import waitlist
 from storefront.domain.buyers import buyer_key
 from storefront.domain.errors import DomainError
 from storefront.domain.inventory import (
@@ -86,8 +87,20 @@ def render_release_page(release: Release, form: ReserveForm, status: int = 200):
         hold_minutes=current_app.config["HOLD_MINUTES"],
         now=now,
         refresh_seconds=current_app.config["STOCK_REFRESH_SECONDS"],
+        # A waiter who came from the link in their confirmation mail sees their place in line, or their offer.
+        waiter=waitlist.waiter_status(db.session, release.id, request.args.get("waiter")),
+        waitlist_open=waitlist_open(release, view.status),
     )
-    return page, status
+    response = make_response(page, status)
+    if request.args.get("waiter"):
+        # One waiter's place: never kept by a shared cache.
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def waitlist_open(release: Release, status: ReleaseStatus) -> bool:
+    """Whether the release page offers its waitlist: while it is upcoming or sold out, not once it has closed."""
+    return status in (ReleaseStatus.UPCOMING, ReleaseStatus.SOLD_OUT)
 
 
 def describe_refusal(refusal: DomainError, release: Release, now: datetime) -> tuple[str, int]:
@@ -136,8 +149,13 @@ def checkout_settings_for(hold_token: str) -> flows.CheckoutSettings:
     )
 
 
+def shop_buyer_key(email: str) -> str:
+    """The key the per-customer limit counts `email` by, with the shop's plus-tag setting."""
+    return buyer_key(email, ignore_plus_tags=current_app.config["BUYER_KEY_IGNORES_PLUS_TAGS"])
+
+
 def buyer_from(email: str) -> Buyer:
-    return Buyer(email, buyer_key(email, ignore_plus_tags=current_app.config["BUYER_KEY_IGNORES_PLUS_TAGS"]))
+    return Buyer(email, shop_buyer_key(email))
 
 
 @bp.get("/")

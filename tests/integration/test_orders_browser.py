@@ -52,7 +52,6 @@ def live_server(app, shop_port: int, stripe_sim):
     server.stop()
 
 
-
 def buy(browser: Browser, base: str, slug: str, email: str, quantity: int) -> str:
     """Reserve `quantity` and pay on the simulator; return the success page's heading."""
     context = browser.new_context()

@@ -56,7 +56,6 @@ def live_server(app, shop_port: int, stripe_sim):
     server.stop()
 
 
-
 def subscribe_and_confirm(browser: Browser, base: str, smtp_server: SmtpServer) -> None:
     """A visitor asks to hear about new batches from the home page and confirms from the mail."""
     context = browser.new_context()

@@ -1,0 +1,67 @@
+"""Forms of the waitlist pages: joining, confirming, leaving, answering an offer, reserving with early access."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, StringField
+from wtforms.validators import Email, InputRequired, Length, Optional, ValidationError
+
+from storefront.domain.waitlist import InvalidWaitlistEmail, waitlist_email_key
+from storefront.shop.forms import ReserveForm, strip_whitespace
+
+
+def waitable_email(form: FlaskForm, field: EmailField) -> None:
+    """Refuse an address the shop cannot key one mailbox by (the accounts' rule), with the domain's message."""
+    if field.errors or not field.data:
+        return  # `Email()` already said what is wrong with it
+    try:
+        waitlist_email_key(field.data)
+    except InvalidWaitlistEmail as error:
+        raise ValidationError(error.message) from error
+
+
+def no_links(form: FlaskForm, field: StringField) -> None:
+    """A name is the only text of a visitor's that reaches a mail: keep it a name, not a message or a link."""
+    value = field.data or ""
+    if any(mark in value.lower() for mark in ("http", "www.", "://", "@", "<", ">")) or any(
+        not character.isprintable() for character in value
+    ):
+        raise ValidationError("Enter just your name (no links or addresses), or leave it empty.")
+
+
+class JoinWaitlistForm(FlaskForm):
+    """An address, and optionally a name to greet them by: a place in line once the address confirms it."""
+
+    email = EmailField(
+        "Your email",
+        validators=[
+            InputRequired(message="Enter your email address."),
+            Length(max=320, message="This email address is too long."),
+            Email(message="Enter an email address like name@example.com.", check_deliverability=False),
+            waitable_email,
+        ],
+        filters=[strip_whitespace],
+    )
+    name = StringField(
+        "Your name (optional)",
+        validators=[Optional(), Length(max=60, message="Keep your name under 60 characters."), no_links],
+        filters=[strip_whitespace],
+    )
+
+
+class ConfirmEntryForm(FlaskForm):
+    """Only the CSRF token: confirming is a button press, so a link scanner opening the mail confirms nothing."""
+
+
+class LeaveWaitlistForm(FlaskForm):
+    """Only the CSRF token (a mail provider's one-click POST is checked differently: see the view)."""
+
+
+class AnswerOfferForm(FlaskForm):
+    """Only the CSRF token: claim and decline are two buttons posting to two addresses."""
+
+
+class EarlyReserveForm(ReserveForm):
+    """The reserve form without an email: an early-access link reserves for the address it was sent to."""
+
+    email = None
