@@ -82,6 +82,11 @@ class ReleaseSpec:
     per_customer_limit: int
     allow_number_choice: bool
     units_sold: int = 0
+    # The numbers after the sold ones that the maker keeps back (a bottle for the distillery's shelf); putting one
+    # back on sale in the workspace offers it to the run's waitlist once the run has sold out.
+    units_withheld: int = 0
+    # Waiters of the product may reserve this long before everyone else, with their personal links.
+    early_access: timedelta | None = None
     # Orders are spread over this long after the release opened (never later than "now").
     selling_time: timedelta = timedelta(hours=1)
 
@@ -398,7 +403,8 @@ def demo_releases(now: datetime) -> list[ReleaseSpec]:
             on_sale_at=at_hour(now - timedelta(days=30)),
             per_customer_limit=2,
             allow_number_choice=False,
-            units_sold=60,
+            units_sold=58,
+            units_withheld=2,  # No. 59 and 60, kept by the maker
             selling_time=timedelta(hours=2),  # it went in an afternoon
         ),
         ReleaseSpec(
@@ -434,6 +440,7 @@ def demo_releases(now: datetime) -> list[ReleaseSpec]:
             on_sale_at=datetime.combine(upcoming_day, time(10, tzinfo=UTC)),
             per_customer_limit=2,
             allow_number_choice=True,
+            early_access=timedelta(days=1),
         ),
     ]
 
@@ -484,8 +491,15 @@ def seed_demo(session: Session, upload_folder: str, now: datetime) -> list[str]:
         )
         # The demo's releases opened days ago: a trusted caller may record that; the producer's form may not.
         release = open_release(session, batches[spec.batch_code].id, terms, now, SHOP, allow_past_on_sale=True)
-        sell_first_units(session, release, spec, now)
-        created.append(f'release "{spec.title}" ({spec.total_units} numbered, {spec.units_sold} sold)')
+        if spec.early_access is not None:
+            release.early_access_at = spec.on_sale_at - spec.early_access
+        last_sale = sell_first_units(session, release, spec, now)
+        keep_back_units(session, release, spec)
+        if spec.units_sold + spec.units_withheld >= spec.total_units:
+            # It sold out: from now on a number that comes free goes to its waitlist first.
+            release.sold_out_at = last_sale
+        kept = f", {spec.units_withheld} kept by the maker" if spec.units_withheld else ""
+        created.append(f'release "{spec.title}" ({spec.total_units} numbered, {spec.units_sold} sold{kept})')
 
     session.flush()
     return created
@@ -523,8 +537,8 @@ def create_batch(session: Session, product: Product, spec: BatchSpec, upload_fol
     return batch
 
 
-def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now: datetime) -> None:
-    """Sell the first `units_sold` numbers, in order, to paid orders of one or two."""
+def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now: datetime) -> datetime | None:
+    """Sell the first `units_sold` numbers, in order, to paid orders of one or two; return the last sale's time."""
     rng = random.Random(zlib.crc32(spec.slug.encode()))
     quantities: list[int] = []
     while sum(quantities) < spec.units_sold:
@@ -563,6 +577,19 @@ def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now:
             execution_options={"synchronize_session": False},
         )
         sold += order.quantity
+    return orders[-1].created_at if orders else None
+
+
+def keep_back_units(session: Session, release: Release, spec: ReleaseSpec) -> None:
+    """Keep the `units_withheld` numbers after the sold ones back from sale."""
+    if spec.units_withheld:
+        first = spec.units_sold + 1
+        session.execute(
+            update(Unit)
+            .where(Unit.release_id == release.id, Unit.number.between(first, first + spec.units_withheld - 1))
+            .values(status=UnitStatus.WITHHELD),
+            execution_options={"synchronize_session": False},
+        )
 
 
 DEMO_FIRST_NAMES = ("Aoife", "Ciarán", "Sinéad", "Tomás", "Niamh", "Pádraig", "Grace", "Eoin", "Saoirse", "Liam")

@@ -61,3 +61,38 @@ def test_seed_demo_creates_no_known_password_in_production(app, session):
     assert "password" not in result.output.replace("create-producer", "")
     assert session.scalar(select(func.count()).select_from(User)) == 0
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_the_demo_sold_out_run_offers_a_number_the_maker_puts_back_to_its_waitlist(app, session, clock):
+    from datetime import timedelta
+
+    from storefront.domain import waitlist
+    from storefront.domain.activity import SHOP
+    from storefront.domain.releases import return_withheld_numbers
+    from storefront.models import WaitlistOffer
+    from storefront.unit_of_work import write_transaction
+
+    assert app.test_cli_runner().invoke(args=["storefront", "seed-demo"]).exit_code == 0
+    release = session.scalar(select(Release).where(Release.slug == "quarter-cask-31"))
+    assert release.sold_out_at is not None
+    with write_transaction(session):
+        joined = waitlist.join_waitlist(
+            session,
+            product_id=release.batch.product_id,
+            release_id=release.id,
+            email="visitor@example.com",
+            buyer_key="visitor@example.com",
+            name="",
+            now=clock(),
+            resend_after=timedelta(minutes=15),
+        )
+        entry_id = joined.entry.id
+    with write_transaction(session):
+        waitlist.confirm_entry(session, entry_id, clock())
+
+    with write_transaction(session):
+        return_withheld_numbers(session, release.id, [60], clock(), SHOP)
+
+    offer = session.scalar(select(WaitlistOffer).where(WaitlistOffer.release_id == release.id))
+    assert (offer.number, offer.entry_id, offer.status) == (60, entry_id, "live")
+    assert offer.notified_at is not None  # the worker mailed it as the change committed

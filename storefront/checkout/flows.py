@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from storefront import notifications, wakeups
 from storefront.clock import utcnow
+from storefront.domain import waitlist
 from storefront.domain.fulfilment import (
     Fulfilment,
     Outcome,
@@ -93,6 +94,13 @@ def start_checkout(session: Session, gateway: Gateway, hold_id: int, now: dateti
     try:
         checkout = gateway.create_checkout_session(**request)
     except PaymentError as error:
+        with write_transaction(session):
+            # A waitlist offer stays its waiter's for the rest of its time: a gateway failure is not their answer.
+            # A session the gateway opened late is never recorded on the hold, so paying it refunds itself.
+            kept = waitlist.unclaim_offer(session, hold_id, now)
+        if kept:
+            log.warning("Checkout for offer hold %s failed, the offer stays open: %s", hold_id, error)
+            raise CheckoutUnavailable(error.message) from error
         log.warning("Checkout for hold %s failed, ending it: %s", hold_id, error)
         end_hold(session, gateway, hold_id, "checkout_failed", now)
         raise CheckoutUnavailable(error.message) from error
@@ -311,6 +319,8 @@ def lease_hold(session: Session, hold_id: int, now: datetime) -> bool:
             .where(
                 Hold.id == hold_id,
                 HOLD_IS_ACTIVE,
+                # Still due, under the row's lock: a waitlist offer claimed since the sweep's read has more time.
+                or_(Hold.expires_at <= now, Hold.end_requested.is_not(None)),
                 or_(Hold.sweep_lease_until.is_(None), Hold.sweep_lease_until <= now),
             )
             .values(sweep_lease_until=now + SWEEP_LEASE),

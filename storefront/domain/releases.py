@@ -48,6 +48,8 @@ class ReleaseTerms:
     off_sale_at: datetime | None = None
     per_customer_limit: int = 2
     allow_number_choice: bool = False
+    # When the product's waiters may reserve with their personal links, before everyone else; None: no early access.
+    early_access_at: datetime | None = None
 
 
 class ReleaseNotFound(DomainError):
@@ -120,6 +122,7 @@ def open_release(
         off_sale_at=terms.off_sale_at,
         per_customer_limit=terms.per_customer_limit,
         allow_number_choice=terms.allow_number_choice,
+        early_access_at=terms.early_access_at,
         created_at=now,
         updated_at=now,
     )
@@ -184,6 +187,11 @@ def term_problems(terms: ReleaseTerms, now: datetime, *, check_on_sale: bool) ->
             problems["off_sale_at"] = "Give the off-sale time with its time zone."
         elif is_aware(terms.on_sale_at) and terms.off_sale_at <= terms.on_sale_at:
             problems["off_sale_at"] = "The sale must close after it opens."
+    if terms.early_access_at is not None:
+        if not is_aware(terms.early_access_at):
+            problems["early_access_at"] = "Give the early-access time with its time zone."
+        elif is_aware(terms.on_sale_at) and terms.early_access_at >= terms.on_sale_at:
+            problems["early_access_at"] = "Early access must start before the release goes on sale to everyone."
     return problems
 
 
@@ -290,6 +298,9 @@ def update_release(session: Session, release_id: int, terms: ReleaseTerms, now: 
             session, actor, "release.edited", "release", release.id, f"Edited “{release.title}”: {changes}", now
         )
     session.flush()
+    if terms.total_units > old_total:
+        # Numbers added to a sold-out run are numbers come free: its waitlist is offered them before the public.
+        waitlist.units_freed(session, release.id, terms.total_units - old_total, now)
     return release
 
 
@@ -312,6 +323,10 @@ def describe_changes(release: Release, terms: ReleaseTerms) -> str:
         changes.append(f"limit {terms.per_customer_limit} per customer")
     if terms.allow_number_choice != release.allow_number_choice:
         changes.append("number choice " + ("on" if terms.allow_number_choice else "off"))
+    if terms.early_access_at != release.early_access_at:
+        changes.append(
+            f"early access from {terms.early_access_at.isoformat()}" if terms.early_access_at else "no early access"
+        )
     return ", ".join(changes)
 
 

@@ -20,9 +20,14 @@ The rules, first come first served:
   limit under the buyer's lock; paying converts it (`offer_hold_converted`).
 
 Offer engine locking (PostgreSQL): one advisory lock per release serialises offer-making, so two transactions never
-pick the same waiter; units are taken FOR UPDATE SKIP LOCKED, so a unit another transaction is freeing (and will
-offer itself, once it has the lock) is never waited on. The engine takes no buyer locks, so it cannot deadlock
-with a claim that holds one; the limit is checked again, under the buyer's lock, when the offer is claimed.
+pick the same waiter. Every transaction that frees a unit or confirms a waiter takes it before deciding anything
+(whether the release is sold out, whether anyone waits), so of two that overlap, the second sees what the first
+committed and makes the offer. The release's row is locked (FOR KEY SHARE) before it, the order every path takes.
+The waiter is locked FOR KEY SHARE, so an unsubscribe under way passes them over; a unit is taken FOR UPDATE, which
+waits only for a public claim of it under way (a unit being freed still looks held). The engine takes no buyer
+locks, so it cannot deadlock with a claim that holds one; the limit is checked again, under the buyer's lock, when
+the offer is claimed. The sweeper leases only a hold whose time has passed, and a claim refuses an offer whose
+hold a sweeper has leased, so an offer claimed in time never lapses under its waiter.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from storefront.models import (
     OfferStatus,
     Product,
     Release,
+    Subscriber,
+    SubscriberStatus,
     Unit,
     WaitlistEntry,
     WaitlistOffer,
@@ -150,12 +157,15 @@ def join_waitlist(
 
     if entry.status == WaitlistStatus.CONFIRMED:
         return Join(entry, send_confirmation=False)
-    if entry.status in (WaitlistStatus.UNSUBSCRIBED, WaitlistStatus.REMOVED):
-        # Asking again is a new request: it waits for a new confirmation, and joins the back of the line.
+    rejoining = entry.status in (WaitlistStatus.UNSUBSCRIBED, WaitlistStatus.REMOVED)
+    if rejoining:
+        # Asking again is a new request: it waits for a new confirmation, and joins the back of the line. Its mail
+        # goes at once (only the mailbox's owner can have left, through the link mailed to it; the rate limits
+        # still count every join).
         entry.status = WaitlistStatus.PENDING
         entry.confirmed_at = None
         entry.ended_at = None
-    due = entry.confirmation_sent_at is None or now - entry.confirmation_sent_at >= resend_after
+    due = rejoining or entry.confirmation_sent_at is None or now - entry.confirmation_sent_at >= resend_after
     if due:
         entry.email = typed  # mail goes where they asked this time
         entry.buyer_key = buyer_key
@@ -403,29 +413,35 @@ def offer_free_units(session: Session | scoped_session, release_id: int, now: da
     A no-op unless the release has sold out, offers are not paused and somebody is waiting. Returns the offers made.
     """
     require_write_transaction(session)
-    release = session.get(Release, release_id)
+    # Lock first, then decide. Deciding "nobody waits" or "not sold out" before taking the lock let a unit freed
+    # here go on public sale while a waiter confirmed in a transaction that overlapped this one (and found no unit,
+    # this one's not being committed yet).
+    lock_waitlist(session, release_id)
+    release = session.get(Release, release_id, populate_existing=True)  # as whoever held the lock before left it
     if not offers_open(release, now):
         return []
-    if session.scalar(select(WaitlistEntry.id).where(waiting_for(release_id)).limit(1)) is None:
-        return []
-    lock_waitlist(session, release_id)
     made: list[WaitlistOffer] = []
     while True:
         # Each statement reads afresh, so it sees the offers of whoever held the lock before this transaction.
+        # The waiter's row is locked so that an unsubscribe under way is waited for, and its waiter passed over.
         waiter = session.scalar(
             select(WaitlistEntry)
             .where(waiting_for(release_id))
             .order_by(WaitlistEntry.confirmed_at, WaitlistEntry.id)
             .limit(1)
+            .with_for_update(read=True, key_share=True)
         )
         if waiter is None:
             break
+        # A unit another transaction has locked while it is on sale is a public claim under way: wait for it, as
+        # it may yet roll back (skipping it would leave it on public sale with this waiter waiting). Units being
+        # freed are still held as far as this statement can see, so it never waits on a transaction that frees.
         unit = session.execute(
             select(Unit.id, Unit.number)
             .where(Unit.release_id == release_id, UNIT_IS_AVAILABLE)
             .order_by(Unit.number)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update()
         ).first()
         if unit is None:
             break
@@ -449,8 +465,14 @@ def offer_free_units(session: Session | scoped_session, release_id: int, now: da
 
 
 def lock_waitlist(session: Session | scoped_session, release_id: int) -> None:
-    """Serialise offer-making for one release until the transaction ends (PostgreSQL; SQLite already is)."""
+    """Serialise offer-making for one release until the transaction ends (PostgreSQL; SQLite already is).
+
+    The release's row is locked FOR KEY SHARE first, as a claim locks it: every path takes the release's row before
+    this lock (a producer resuming offers or returning numbers holds it FOR UPDATE, then offers), so nobody holding
+    this lock waits for the row (an offer's hold references it) while the row's holder waits for this lock.
+    """
     if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Release.id).where(Release.id == release_id).with_for_update(read=True, key_share=True))
         session.execute(select(func.pg_advisory_xact_lock(release_id, WAITLIST_LOCK_KEY)))
 
 
@@ -636,7 +658,9 @@ def claim_offer(session: Session | scoped_session, offer_id: int, now: datetime,
         return hold
     if offer.status != OfferStatus.LIVE or hold.status != HoldStatus.ACTIVE:
         raise OfferUnavailable(offer_ended_message(offer))
-    if now >= hold.expires_at:
+    # A sweeper leases only a hold whose time has passed, and then ends it: the offer ran out as far as it knows.
+    leased = hold.sweep_lease_until is not None and hold.sweep_lease_until > now
+    if now >= hold.expires_at or leased:
         raise OfferUnavailable("This offer ran out of time; the number has passed to the next person in line.")
     # This hold already counts among what the waiter owns.
     owned = units_owned(session, release.id, hold.buyer_key, now)
@@ -652,6 +676,29 @@ def claim_offer(session: Session | scoped_session, offer_id: int, now: datetime,
     )
     session.flush()
     return hold
+
+
+def unclaim_offer(session: Session | scoped_session, hold_id: int, now: datetime) -> bool:
+    """The payment page of a claimed offer could not be opened: the offer is the waiter's again for the rest of its
+    time (to claim again, or to pass on). Returns False when the hold is not a claimed offer's (end it as usual)."""
+    require_write_transaction(session)
+    from storefront.domain.inventory import lock_hold
+
+    hold = lock_hold(session, hold_id)
+    if not hold.for_offer or hold.status != HoldStatus.ACTIVE or hold.payment_session_id is not None:
+        return False
+    offer = session.scalar(select(WaitlistOffer).where(WaitlistOffer.hold_id == hold_id).with_for_update())
+    if offer is None or offer.status != OfferStatus.CLAIMED or offer.expires_at is None:
+        return False
+    offer.status = OfferStatus.LIVE
+    # Back to the offer's own time (the sweeper passes it on once that is up, if it already is).
+    hold.expires_at = offer.expires_at
+    session.execute(
+        update(Unit).where(Unit.hold_id == hold.id).values(held_until=hold.expires_at),
+        execution_options={"synchronize_session": False},
+    )
+    session.flush()
+    return True
 
 
 def offer_ended_message(offer: WaitlistOffer) -> str:
@@ -722,20 +769,28 @@ def release_with_early_access_ahead(
 
 # --- The producer's view -------------------------------------------------------------------------------------------
 
+# Where an entry stands in its list's order: the confirmed in line, then those still to confirm, then those who left.
+LINE_GROUP = {WaitlistStatus.CONFIRMED: 0, WaitlistStatus.PENDING: 1}
+
 
 @dataclass(frozen=True)
 class ListSummary:
-    """One list as the producer's workspace shows it."""
+    """One list as the producer's workspace shows it: who is on it, and how its offers went."""
 
     product: Product
-    release: Release | None
-    size: int
+    release: Release | None  # None: the product's own list, waiting for its next batches
     confirmed: int
     pending: int
-    offers_out: int
-    offers_claimed: int
+    left: int  # unsubscribed, or removed by the producer
+    offers_out: int  # live: a number held for the waiter, waiting for their answer
+    offers_claimed: int  # the waiter went to pay (whether or not they finished)
     purchased: int
-    offers_made: int  # skipped waiters aside
+    offers_made: int  # numbers offered: waiters passed over for the per-customer limit aside
+
+    @property
+    def size(self) -> int:
+        """Everyone on the list now, confirmed or still to confirm."""
+        return self.confirmed + self.pending
 
     @property
     def conversion(self) -> float | None:
@@ -744,43 +799,78 @@ class ListSummary:
 
 
 def summarise_lists(session: Session | scoped_session) -> list[ListSummary]:
-    """Every list with its size, confirmed waiters, offers out and claimed, and purchases; newest first."""
+    """Every list anyone joined, by product name: the product's own list first, then its releases' newest first."""
+    summaries = list_summaries(session)
+    summaries.sort(
+        key=lambda s: (
+            s.product.name.casefold(),
+            s.product.id,
+            s.release is not None,
+            -s.release.on_sale_at.timestamp() if s.release else 0,
+            s.release.id if s.release else 0,
+        )
+    )
+    return summaries
+
+
+def summarise_list(session: Session | scoped_session, product: Product, release: Release | None) -> ListSummary:
+    """One list's numbers (all nought while nobody has joined it)."""
+    if release is None:
+        found = list_summaries(session, WaitlistEntry.product_id == product.id, WaitlistEntry.release_id.is_(None))
+    else:
+        found = list_summaries(session, WaitlistEntry.release_id == release.id)
+    if found:
+        return found[0]
+    return ListSummary(product, release, 0, 0, 0, 0, 0, 0, 0)
+
+
+def list_summaries(session: Session | scoped_session, *conditions) -> list[ListSummary]:
+    """The summaries of the lists with entries matching `conditions`, in no particular order."""
     entry_rows = session.execute(
         select(
             WaitlistEntry.product_id,
             WaitlistEntry.release_id,
-            func.count(),
             func.sum(case((WaitlistEntry.status == WaitlistStatus.CONFIRMED, 1), else_=0)),
             func.sum(case((WaitlistEntry.status == WaitlistStatus.PENDING, 1), else_=0)),
-        ).group_by(WaitlistEntry.product_id, WaitlistEntry.release_id)
-    ).all()
-    offer_rows = session.execute(
-        select(WaitlistOffer.release_id, WaitlistOffer.status, func.count()).group_by(
-            WaitlistOffer.release_id, WaitlistOffer.status
+            func.sum(
+                case((WaitlistEntry.status.in_([WaitlistStatus.UNSUBSCRIBED, WaitlistStatus.REMOVED]), 1), else_=0)
+            ),
         )
+        .where(*conditions)
+        .group_by(WaitlistEntry.product_id, WaitlistEntry.release_id)
     ).all()
-    offers: dict[int, dict[str, int]] = {}
-    for release_id, status, count in offer_rows:
-        offers.setdefault(release_id, {})[status] = count
-    products = {p.id: p for p in session.scalars(select(Product))}
+    if not entry_rows:
+        return []
     release_ids = [release_id for _, release_id, *_ in entry_rows if release_id is not None]
+    product_ids = {product_id for product_id, *_ in entry_rows}
+    offers: dict[int, dict[str, int]] = {}
+    if release_ids:
+        offer_rows = session.execute(
+            select(WaitlistOffer.release_id, WaitlistOffer.status, func.count())
+            .where(WaitlistOffer.release_id.in_(release_ids))
+            .group_by(WaitlistOffer.release_id, WaitlistOffer.status)
+        ).all()
+        for release_id, status, count in offer_rows:
+            offers.setdefault(release_id, {})[status] = count
+    products = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(product_ids)))}
     releases = {r.id: r for r in session.scalars(select(Release).where(Release.id.in_(release_ids)))}
     summaries = []
-    for product_id, release_id, size, confirmed, pending in entry_rows:
+    for product_id, release_id, confirmed, pending, left in entry_rows:
+        # Offers are a release's: a product's own list never has any.
         counts = offers.get(release_id, {}) if release_id is not None else {}
-        summary = ListSummary(
-            product=products[product_id],
-            release=releases.get(release_id),
-            size=size,
-            confirmed=int(confirmed or 0),
-            pending=int(pending or 0),
-            offers_out=counts.get(OfferStatus.LIVE, 0),
-            offers_claimed=counts.get(OfferStatus.CLAIMED, 0) + counts.get(OfferStatus.PURCHASED, 0),
-            purchased=counts.get(OfferStatus.PURCHASED, 0),
-            offers_made=sum(n for status, n in counts.items() if status != OfferStatus.SKIPPED),
+        summaries.append(
+            ListSummary(
+                product=products[product_id],
+                release=releases.get(release_id),
+                confirmed=int(confirmed or 0),
+                pending=int(pending or 0),
+                left=int(left or 0),
+                offers_out=counts.get(OfferStatus.LIVE, 0),
+                offers_claimed=counts.get(OfferStatus.CLAIMED, 0) + counts.get(OfferStatus.PURCHASED, 0),
+                purchased=counts.get(OfferStatus.PURCHASED, 0),
+                offers_made=sum(n for status, n in counts.items() if status != OfferStatus.SKIPPED),
+            )
         )
-        summaries.append(summary)
-    summaries.sort(key=lambda s: s.release.on_sale_at if s.release else s.product.created_at, reverse=True)
     return summaries
 
 
@@ -789,6 +879,7 @@ class EntryRow:
     """One entry of a list, with its place in line and its offer, as the workspace and the CSV show it."""
 
     entry: WaitlistEntry
+    # A release list: the place among those still waiting for an offer; a product list: among the confirmed.
     position: int | None
     offer: WaitlistOffer | None
 
@@ -796,13 +887,17 @@ class EntryRow:
 def list_entries(
     session: Session | scoped_session, *, release_id: int | None = None, product_id: int | None = None
 ) -> list[EntryRow]:
-    """A list's entries: waiting ones in line order first, then the served, pending and ended ones."""
+    """A list's entries in line order: the confirmed by confirmation (the waiting ones numbered as
+    `position_in_line` numbers them), then those still to confirm by when they joined, then those who left."""
     query = select(WaitlistEntry)
     if release_id is not None:
         query = query.where(WaitlistEntry.release_id == release_id)
     else:
         query = query.where(WaitlistEntry.product_id == product_id, WaitlistEntry.release_id.is_(None))
-    entries = session.scalars(query.order_by(WaitlistEntry.confirmed_at, WaitlistEntry.id)).all()
+    # Unconfirmed last on both databases (SQLite sorts NULL first, PostgreSQL last), then by when they joined.
+    entries = session.scalars(
+        query.order_by(WaitlistEntry.confirmed_at.is_(None), WaitlistEntry.confirmed_at, WaitlistEntry.id)
+    ).all()
     offers = {}
     if release_id is not None:
         offers = {
@@ -814,10 +909,23 @@ def list_entries(
     for entry in entries:
         offer = offers.get(entry.id)
         place = None
-        if entry.status == WaitlistStatus.CONFIRMED and offer is None and release_id is not None:
+        if entry.status == WaitlistStatus.CONFIRMED and offer is None:
             position += 1
             place = position
         rows.append(EntryRow(entry, place, offer))
-    order = {WaitlistStatus.CONFIRMED: 0, WaitlistStatus.PENDING: 1}
-    rows.sort(key=lambda row: (row.position is None, order.get(row.entry.status, 2)))
+    rows.sort(key=lambda row: LINE_GROUP.get(row.entry.status, 2))  # stable: each group keeps its order
     return rows
+
+
+def count_waiters_not_subscribed(session: Session | scoped_session, product_id: int) -> int:
+    """Addresses waiting for the product (confirmed, on any of its lists) that are not confirmed subscribers: what
+    they add to an announcement's recipients (each address gets one mail)."""
+    subscribed = exists().where(
+        Subscriber.email_key == WaitlistEntry.email_key, Subscriber.status == SubscriberStatus.CONFIRMED
+    )
+    count = session.scalar(
+        select(func.count(func.distinct(WaitlistEntry.email_key))).where(
+            WaitlistEntry.product_id == product_id, WaitlistEntry.status == WaitlistStatus.CONFIRMED, ~subscribed
+        )
+    )
+    return int(count or 0)

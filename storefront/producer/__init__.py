@@ -8,4 +8,13 @@ bp = Blueprint("producer", __name__, url_prefix="/producer")
 # One guard for the whole blueprint, so a page added later cannot forget it.
 bp.before_request(refuse_unless_producer)
 
-from storefront.producer import announcements, catalog, exports, orders, refunds, releases, views  # noqa: E402, F401 - registers the routes
+from storefront.producer import (  # noqa: E402, F401 - registers the routes
+    announcements,
+    catalog,
+    exports,
+    orders,
+    refunds,
+    releases,
+    views,
+    waitlists,
+)

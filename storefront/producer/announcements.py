@@ -20,6 +20,7 @@ from storefront.domain.announcements import (
 )
 from storefront.domain.errors import DomainError
 from storefront.domain.subscribers import count_confirmed, count_subscribers
+from storefront.domain.waitlist import count_waiters_not_subscribed, early_access_recipients
 from storefront.extensions import db
 from storefront.models import Batch, Release, Subscriber, User
 from storefront.producer import bp
@@ -64,6 +65,13 @@ def already_sent_message(refusal: AlreadyAnnounced) -> str:
     return f"Already sent on {shop_time(refusal.sent_at)} to {refusal.recipient_count} {people}."
 
 
+def recipients_text(count: int, with_waiters: bool) -> str:
+    """Write the count as "3 subscribers", or as "5 people" when the product's waiters are among them."""
+    if with_waiters:
+        return f"{count} {'person' if count == 1 else 'people'}"
+    return f"{count} {'subscriber' if count == 1 else 'subscribers'}"
+
+
 def render_preview(release: Release, form: SendAnnouncementForm, status: int = 200, problem: str | None = None):
     """The mail as subscribers will get it, how many will get it, and the button (or why it cannot be sent)."""
     now = clock.now()
@@ -77,13 +85,23 @@ def render_preview(release: Release, form: SendAnnouncementForm, status: int = 2
         refusal = already_sent_message(already)
     except DomainError as other:
         refusal = other.message
+    # Each address gets one mail: the product's waiters get theirs (with their early-access link) instead of the
+    # subscribers' one, so those who are both are counted once.
+    product_id = release.batch.product_id
+    waiters = len(early_access_recipients(db.session, product_id))
+    recipients = count_confirmed(db.session) + count_waiters_not_subscribed(db.session, product_id)
     page = render_template(
         "producer/preview_announcement.html",
         release=release,
         batch=release.batch,
         mail=mail,
         body_parts=mail.body.split(UNSUBSCRIBE_LINK),
-        recipients=count_confirmed(db.session),
+        recipients=recipients,
+        recipients_text=recipients_text(recipients, waiters > 0),
+        waiters=waiters,
+        early_access=release.early_access_at is not None and now < release.on_sale_at,
+        early_access_from=shop_time(release.early_access_at),
+        on_sale_from=shop_time(release.on_sale_at),
         announcement=announcement,
         sent_by=sent_by,
         refusal=refusal,
@@ -117,6 +135,6 @@ def send_announcement(release_id: int):
         return render_preview(release, form, status=409, problem=already_sent_message(refusal))
     except DomainError as refusal:
         return render_preview(release, form, status=409, problem=refusal.message)
-    people = "subscriber" if count == 1 else "subscribers"
-    flash(f"The announcement is on its way to {count} {people}.", "success")
+    with_waiters = bool(early_access_recipients(db.session, release.batch.product_id))
+    flash(f"The announcement is on its way to {recipients_text(count, with_waiters)}.", "success")
     return redirect(url_for("producer.preview_announcement", release_id=release_id), code=303)

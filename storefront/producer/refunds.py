@@ -22,7 +22,7 @@ from storefront.domain.activity import Actor, record_activity
 from storefront.domain.orders import numbers_text
 from storefront.domain.refunds import REFUND_REASONS, RefundOptions, RefundRefused, refund_options, request_refund
 from storefront.extensions import db
-from storefront.models import Batch, Order, Refund, RefundStatus, Release
+from storefront.models import Batch, OfferStatus, Order, Refund, RefundStatus, Release, WaitlistOffer
 from storefront.payments import PaymentError, gateway
 from storefront.producer import bp
 from storefront.producer.refund_forms import RefundForm
@@ -172,5 +172,18 @@ def refunded_message(refund: Refund, money: str) -> str:
     returned = [line.number for line in refund.lines if line.returned_at is not None]
     message = f"Refunded {money} for {numbers_text(numbers, total)}." if numbers else f"Refunded {money}."
     if returned:
-        message += f" {numbers_text(returned, total)} is back on sale."
+        offered = set(
+            db.session.scalars(
+                select(WaitlistOffer.number).where(
+                    WaitlistOffer.release_id == refund.order.release_id,
+                    WaitlistOffer.number.in_(returned),
+                    WaitlistOffer.status == OfferStatus.LIVE,
+                )
+            )
+        )
+        public = [number for number in returned if number not in offered]
+        if public:
+            message += f" {numbers_text(public, total)} is back on sale."
+        if offered:
+            message += f" {numbers_text(sorted(offered), total)} is offered to the next person on the waitlist."
     return message

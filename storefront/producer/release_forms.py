@@ -231,6 +231,8 @@ class ReleaseTermsForm(FlaskForm):
     )
     on_sale_at = LocalDateTimeField("On sale from", validators=[InputRequired("Enter when the release goes on sale.")])
     off_sale_at = LocalDateTimeField("Sale closes (optional)", validators=[Optional()])
+    # After on_sale_at: fields are validated in the order they are declared, and this one is checked against it.
+    early_access_at = LocalDateTimeField("Early access from (optional)", validators=[Optional()])
     per_customer_limit = WholeNumberField(
         "Limit per customer",
         validators=[
@@ -248,6 +250,7 @@ class ReleaseTermsForm(FlaskForm):
         self.price_minor: int | None = None
         self.on_sale: ShopTime | None = None
         self.off_sale: ShopTime | None = None
+        self.early_access: ShopTime | None = None
 
     def validate_slug(self, field: StringField) -> None:
         if field.data and not SLUG_PATTERN.fullmatch(field.data):
@@ -276,6 +279,16 @@ class ReleaseTermsForm(FlaskForm):
         if self.on_sale is not None and self.off_sale.utc <= self.on_sale.utc:
             raise ValidationError("The sale must close after it opens.")
 
+    def validate_early_access_at(self, field: LocalDateTimeField) -> None:
+        if field.data is None:
+            return
+        try:
+            self.early_access = local_to_utc(field.data, self.zone)
+        except ValueError as error:
+            raise ValidationError(str(error)) from error
+        if self.on_sale is not None and self.early_access.utc >= self.on_sale.utc:
+            raise ValidationError("Early access must start before the release goes on sale to everyone.")
+
     def chosen_slug(self) -> str:
         """The address typed, or one made from the title when none was."""
         return self.slug.data or slug_from(self.title.data)
@@ -292,11 +305,13 @@ class ReleaseTermsForm(FlaskForm):
             off_sale_at=self.off_sale.utc if self.off_sale else None,
             per_customer_limit=self.per_customer_limit.data,
             allow_number_choice=bool(self.allow_number_choice.data),
+            early_access_at=self.early_access.utc if self.early_access else None,
         )
 
     def notes(self) -> list[str]:
         """What the producer should know about how their times were read (an hour that happens twice)."""
-        return [time.note for time in (self.on_sale, self.off_sale) if time is not None and time.note]
+        times = (self.on_sale, self.off_sale, self.early_access)
+        return [time.note for time in times if time is not None and time.note]
 
     def add_problems(self, problems: dict[str, str]) -> None:
         """Show the domain's refusals next to their fields; those without a field go at the top of the form."""

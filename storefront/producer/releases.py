@@ -181,6 +181,7 @@ def edit_form_for(release: Release, locked: bool, **kwargs) -> EditReleaseForm:
         total_units=release.total_units,
         on_sale_at=utc_to_local(release.on_sale_at, zone),
         off_sale_at=utc_to_local(release.off_sale_at, zone) if release.off_sale_at else None,
+        early_access_at=utc_to_local(release.early_access_at, zone) if release.early_access_at else None,
         per_customer_limit=release.per_customer_limit,
         allow_number_choice=release.allow_number_choice,
         **kwargs,
@@ -233,6 +234,8 @@ def update_release(release_id: int):
         terms = replace(terms, on_sale_at=release.on_sale_at)
     if release.off_sale_at is not None and form.off_sale_at.data == shown_as(release.off_sale_at, zone):
         terms = replace(terms, off_sale_at=release.off_sale_at)
+    if release.early_access_at is not None and form.early_access_at.data == shown_as(release.early_access_at, zone):
+        terms = replace(terms, early_access_at=release.early_access_at)
     try:
         with write_transaction(db.session):
             release_rules.update_release(db.session, release.id, terms, clock.now(), actor())

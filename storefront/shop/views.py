@@ -278,7 +278,10 @@ def finish_cancel(hold: Hold):
         return redirect(url_for("checkout.show_success", session_id=session_id), code=303)
     if ending is flows.Ending.ALREADY_ENDED:
         return redirect(url_for("shop.show_hold", token=token), code=303)
-    flash("Your hold is cancelled; the numbers are back on sale.", "info")
+    if hold.for_offer:
+        flash("You passed your number on; it goes to the next person on the waitlist.", "info")
+    else:
+        flash("Your hold is cancelled; the numbers are back on sale.", "info")
     return redirect(url_for("shop.show_release", slug=slug), code=303)
 
 

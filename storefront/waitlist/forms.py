@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask_wtf import FlaskForm
 from wtforms import EmailField, StringField
 from wtforms.validators import Email, InputRequired, Length, Optional, ValidationError
@@ -20,11 +22,17 @@ def waitable_email(form: FlaskForm, field: EmailField) -> None:
         raise ValidationError(error.message) from error
 
 
+# Mail programs make a link of a bare domain ("cheap.example"), so a dot joining two words counts as a link too.
+DOMAIN_LIKE = re.compile(r"\w\.[^\W\d_]{2,}")
+
+
 def no_links(form: FlaskForm, field: StringField) -> None:
     """A name is the only text of a visitor's that reaches a mail: keep it a name, not a message or a link."""
     value = field.data or ""
-    if any(mark in value.lower() for mark in ("http", "www.", "://", "@", "<", ">")) or any(
-        not character.isprintable() for character in value
+    if (
+        any(mark in value.lower() for mark in ("http", "www.", "://", "@", "<", ">"))
+        or DOMAIN_LIKE.search(value)
+        or any(not character.isprintable() for character in value)
     ):
         raise ValidationError("Enter just your name (no links or addresses), or leave it empty.")
 

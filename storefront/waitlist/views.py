@@ -24,7 +24,17 @@ from storefront.domain.inventory import Buyer, claim
 from storefront.domain.subscribers import ONE_CLICK_BODY
 from storefront.domain.waitlist import EarlyAccessUnavailable, EntryEnded, OfferUnavailable, UnknownEntry
 from storefront.extensions import csrf, db, limiter
-from storefront.models import Batch, Hold, HoldStatus, Product, Release, WaitlistEntry, WaitlistOffer, WaitlistStatus
+from storefront.models import (
+    Batch,
+    Hold,
+    HoldStatus,
+    OfferStatus,
+    Product,
+    Release,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 from storefront.payments import PaymentError, gateway
 from storefront.shop.views import checkout_settings_for, describe_refusal, get_release_or_404, shop_buyer_key
 from storefront.unit_of_work import write_transaction
@@ -64,6 +74,11 @@ def submitted_email() -> str:
     return f"waitlist-email:{key}"
 
 
+# Shared by both join forms: one allowance per client and per address, whichever list they join.
+join_limit_by_ip = limiter.shared_limit(join_limit_per_ip, scope="waitlist-join-ip")
+join_limit_by_email = limiter.shared_limit(join_limit_per_email, scope="waitlist-join-email", key_func=submitted_email)
+
+
 def get_product_or_404(slug: str) -> Product:
     product = db.session.scalar(select(Product).where(Product.slug == slug))
     if product is None:
@@ -72,8 +87,8 @@ def get_product_or_404(slug: str) -> Product:
 
 
 @bp.post("/releases/<slug>")
-@limiter.limit(join_limit_per_ip)
-@limiter.limit(join_limit_per_email, key_func=submitted_email)
+@join_limit_by_ip
+@join_limit_by_email
 def join_release_waitlist(slug: str):
     """Join the line for a release's freed numbers (and its product's next batches)."""
     release = get_release_or_404(slug)
@@ -81,8 +96,8 @@ def join_release_waitlist(slug: str):
 
 
 @bp.post("/products/<slug>")
-@limiter.limit(join_limit_per_ip)
-@limiter.limit(join_limit_per_email, key_func=submitted_email)
+@join_limit_by_ip
+@join_limit_by_email
 def join_product_waitlist(slug: str):
     """Join the list for a product's next batches: early access when the maker opens one."""
     return join(get_product_or_404(slug), None)
@@ -188,7 +203,9 @@ def confirm_entry(token: str):
     entry = get_entry_or_none(entry_id)
     if entry is None:
         return link_problem(GONE_ENTRY, 404)
-    return render_template("waitlist/confirm_entry.html", entry=entry, form=form)
+    # The page of an ended entry explains why its link no longer works, with the status its button would get.
+    ended = entry.status in (WaitlistStatus.UNSUBSCRIBED, WaitlistStatus.REMOVED)
+    return render_template("waitlist/confirm_entry.html", entry=entry, form=form), 409 if ended else 200
 
 
 # --- Leaving -------------------------------------------------------------------------------------------------------
@@ -312,6 +329,14 @@ def claim_offer(token: str):
     try:
         checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, checkout_settings_for(hold_token))
     except CheckoutUnavailable:
+        db.session.rollback()
+        db.session.refresh(offer)
+        if offer.status == OfferStatus.LIVE:
+            return render_offer(
+                offer,
+                503,
+                "We could not open the payment page just now. The number is still held for you: try again in a moment.",
+            )
         release = offer.release
         return render_template("shop/checkout_unavailable.html", release=release, batch=release.batch), 503
     return redirect(checkout_url, code=303)
@@ -324,6 +349,10 @@ def decline_offer(token: str):
     form = AnswerOfferForm()
     if not form.validate_on_submit():
         return render_template("shop/stale_form.html", back_url=url_for("waitlist.show_offer", token=token)), 400
+    if offer.status == "claimed":
+        # A page left open from before the claim: the number is theirs while they pay, and is let go from there.
+        message = "You claimed this number and went to pay for it. To let it go, cancel on its payment page."
+        return render_offer(offer, 409, message)
     if offer.status != "live":
         return render_offer(offer, 409, waitlist.offer_ended_message(offer))
     try:
