@@ -8,8 +8,6 @@ status and message, and take about as long (storefront.domain.accounts.authentic
 
 from __future__ import annotations
 
-import time
-
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.wrappers import Response
 from flask_login import current_user, login_user, logout_user
@@ -21,6 +19,7 @@ from storefront.account.forms import LoginForm, LogoutForm
 from storefront.domain.accounts import authenticate, email_key
 from storefront.domain.buyers import InvalidBuyerEmail
 from storefront.extensions import db, limiter
+from storefront.rate_limits import too_many_requests
 from storefront.unit_of_work import write_transaction
 from storefront.urls import safe_next_url
 
@@ -105,13 +104,7 @@ def logout():
 @bp.errorhandler(429)
 def explain_too_many_attempts(error):
     """Say plainly why signing in is paused and for how long, instead of a bare 429."""
-    current = limiter.current_limit
-    retry_after = max(1, int(current.reset_at - time.time())) if current else 60
-    response = current_app.make_response(
-        (render_template("account/too_many_attempts.html", retry_after=retry_after), 429)
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+    return too_many_requests("account/too_many_attempts.html")
 
 
 @bp.errorhandler(CSRFError)

@@ -7,7 +7,6 @@ sees. Sign-ups are limited per client IP and per address (SUBSCRIBE_LIMIT_PER_IP
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from storefront.domain.errors import DomainError
 from storefront.domain.subscribers import ONE_CLICK_BODY, SubscriptionEnded, UnknownSubscriber
 from storefront.extensions import csrf, db, limiter
 from storefront.models import Batch, BatchImage, Release, Subscriber, SubscriberStatus
+from storefront.rate_limits import too_many_requests
 from storefront.text import format_money
 from storefront.unit_of_work import write_transaction
 from storefront.urls import external_url
@@ -311,13 +311,7 @@ def external_url_global(endpoint: str, **values) -> str:
 @bp.errorhandler(429)
 def explain_too_many_sign_ups(error):
     """Say plainly that sign-ups from here are paused for a while, instead of a bare 429."""
-    current = limiter.current_limit
-    retry_after = max(1, int(current.reset_at - time.time())) if current else 60
-    response = current_app.make_response(
-        (render_template("audience/too_many_sign_ups.html", retry_after=retry_after), 429)
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+    return too_many_requests("audience/too_many_sign_ups.html")
 
 
 @bp.errorhandler(CSRFError)

@@ -8,19 +8,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, StringField
 from wtforms.validators import Email, InputRequired, Length, Optional, ValidationError
 
-from storefront.domain.waitlist import InvalidWaitlistEmail, waitlist_email_key
+from storefront.audience.forms import subscribable_email
 from storefront.shop.forms import ReserveForm, strip_whitespace
-
-
-def waitable_email(form: FlaskForm, field: EmailField) -> None:
-    """Refuse an address the shop cannot key one mailbox by (the accounts' rule), with the domain's message."""
-    if field.errors or not field.data:
-        return  # `Email()` already said what is wrong with it
-    try:
-        waitlist_email_key(field.data)
-    except InvalidWaitlistEmail as error:
-        raise ValidationError(error.message) from error
-
 
 # Mail programs make a link of a bare domain ("cheap.example"), so a dot joining two words counts as a link too.
 DOMAIN_LIKE = re.compile(r"\w\.[^\W\d_]{2,}")
@@ -46,7 +35,8 @@ class JoinWaitlistForm(FlaskForm):
             InputRequired(message="Enter your email address."),
             Length(max=320, message="This email address is too long."),
             Email(message="Enter an email address like name@example.com.", check_deliverability=False),
-            waitable_email,
+            # The same rule as every address the shop keys one mailbox by (storefront.domain.accounts.email_key).
+            subscribable_email,
         ],
         filters=[strip_whitespace],
     )

@@ -7,7 +7,6 @@ are limited per client IP and per address (WAITLIST_LIMIT_PER_IP, WAITLIST_LIMIT
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from flask import abort, current_app, g, redirect, render_template, request, url_for
@@ -36,6 +35,7 @@ from storefront.models import (
     WaitlistStatus,
 )
 from storefront.payments import PaymentError, gateway
+from storefront.rate_limits import too_many_requests
 from storefront.shop.views import checkout_settings_for, describe_refusal, get_release_or_404, shop_buyer_key
 from storefront.unit_of_work import write_transaction
 from storefront.waitlist import bp, mailings, tokens
@@ -467,13 +467,7 @@ def reserve_early(token: str):
 @bp.errorhandler(429)
 def explain_too_many_joins(error):
     """Say plainly that joining from here is paused for a while, instead of a bare 429."""
-    current = limiter.current_limit
-    retry_after = max(1, int(current.reset_at - time.time())) if current else 60
-    response = current_app.make_response(
-        (render_template("audience/too_many_sign_ups.html", retry_after=retry_after), 429)
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+    return too_many_requests("waitlist/too_many_joins.html")
 
 
 @bp.errorhandler(CSRFError)
