@@ -408,6 +408,16 @@ def convert(session: Session, hold: Hold, order: Order, now: datetime) -> Hold:
     return hold
 
 
+def move_expiry(session: Session, hold: Hold, expires_at: datetime) -> None:
+    """Give a locked, active hold a new time, and its units the same `held_until`."""
+    hold.expires_at = expires_at
+    session.execute(
+        update(Unit).where(Unit.hold_id == hold.id).values(held_until=expires_at),
+        execution_options={"synchronize_session": False},
+    )
+    session.flush()
+
+
 def request_end(session: Session, hold_id: int, reason: str) -> Hold:
     """Record why an active hold is ending, before the gateway is asked to close its session (first reason wins)."""
     require_write_transaction(session)

@@ -36,12 +36,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, literal_column, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
 from storefront import wakeups
 from storefront.database import require_write_transaction
+from storefront.domain import inventory
 from storefront.domain.accounts import email_key
 from storefront.domain.activity import Actor, record_activity
 from storefront.domain.buyers import InvalidBuyerEmail
@@ -69,8 +70,6 @@ PROVISIONAL_OFFER_TIME = timedelta(hours=24)
 WAITLIST_LOCK_KEY = 0x57A17
 # How many unmailed offers one worker run starts at most.
 NOTIFY_BATCH = 200
-
-UNIT_IS_AVAILABLE = Unit.status == literal_column("'available'")
 
 # What the end of an offer's hold says about the offer.
 END_REASON_TO_OFFER_STATUS = {
@@ -381,7 +380,10 @@ def units_freed(session: Session | scoped_session, release_id: int, count: int, 
     if release.sold_out_at is None:
         available = session.scalar(
             select(func.count()).select_from(
-                select(Unit.id).where(Unit.release_id == release_id, UNIT_IS_AVAILABLE).limit(count + 1).subquery()
+                select(Unit.id)
+                .where(Unit.release_id == release_id, inventory.UNIT_IS_AVAILABLE)
+                .limit(count + 1)
+                .subquery()
             )
         )
         if available > count:
@@ -438,14 +440,14 @@ def offer_free_units(session: Session | scoped_session, release_id: int, now: da
         # freed are still held as far as this statement can see, so it never waits on a transaction that frees.
         unit = session.execute(
             select(Unit.id, Unit.number)
-            .where(Unit.release_id == release_id, UNIT_IS_AVAILABLE)
+            .where(Unit.release_id == release_id, inventory.UNIT_IS_AVAILABLE)
             .order_by(Unit.number)
             .limit(1)
             .with_for_update()
         ).first()
         if unit is None:
             break
-        if units_owned_by(session, release_id, waiter.buyer_key, now) >= release.per_customer_limit:
+        if inventory.units_owned(session, release_id, waiter.buyer_key, now) >= release.per_customer_limit:
             session.add(
                 WaitlistOffer(
                     release_id=release_id,
@@ -476,12 +478,6 @@ def lock_waitlist(session: Session | scoped_session, release_id: int) -> None:
         session.execute(select(func.pg_advisory_xact_lock(release_id, WAITLIST_LOCK_KEY)))
 
 
-def units_owned_by(session: Session | scoped_session, release_id: int, buyer_key: str, now: datetime) -> int:
-    from storefront.domain.inventory import units_owned  # the inventory imports this module
-
-    return units_owned(session, release_id, buyer_key, now)
-
-
 def make_offer(
     session: Session | scoped_session, release: Release, waiter: WaitlistEntry, unit_id: int, number: int, now: datetime
 ) -> WaitlistOffer:
@@ -498,13 +494,7 @@ def make_offer(
     )
     session.add(hold)
     session.flush()
-    moved = session.execute(
-        update(Unit)
-        .where(Unit.id == unit_id, UNIT_IS_AVAILABLE)
-        .values(status="held", hold_id=hold.id, held_until=hold.expires_at),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if moved != 1:
+    if not inventory.take_number(session, release.id, number, hold):
         # The unit's row is locked by this transaction since it was picked: nothing else can have taken it.
         raise RuntimeError(f"Unit {unit_id} of release {release.id} stopped being available under its lock")
     offer = WaitlistOffer(
@@ -601,24 +591,16 @@ def start_offer_clock(
 ) -> WaitlistOffer | None:
     """Start an offer's time as its mail is queued; None if it was started already or has ended (mail nobody)."""
     require_write_transaction(session)
-    from storefront.domain.inventory import lock_hold
-
     offer = session.get(WaitlistOffer, offer_id)
     if offer is None or offer.hold_id is None:
         return None
-    hold = lock_hold(session, offer.hold_id)  # a hold's row first, then its units: the inventory's lock order
+    hold = inventory.lock_hold(session, offer.hold_id)  # a hold's row first, then its units: the inventory's lock order
     session.refresh(offer, with_for_update=True)
     if offer.status != OfferStatus.LIVE or offer.notified_at is not None or hold.status != HoldStatus.ACTIVE:
         return None
-    expires_at = now + offer_for
     offer.notified_at = now
-    offer.expires_at = expires_at
-    hold.expires_at = expires_at
-    session.execute(
-        update(Unit).where(Unit.hold_id == hold.id).values(held_until=expires_at),
-        execution_options={"synchronize_session": False},
-    )
-    session.flush()
+    offer.expires_at = now + offer_for
+    inventory.move_expiry(session, hold, offer.expires_at)
     return offer
 
 
@@ -633,26 +615,18 @@ def claim_offer(session: Session | scoped_session, offer_id: int, now: datetime,
     per-customer limit some other way, NotOnSale or ReleasePaused when the release cannot be bought now.
     """
     require_write_transaction(session)
-    from storefront.domain.inventory import (
-        LimitReached,
-        NotOnSale,
-        ReleasePaused,
-        lock_buyer,
-        lock_hold,
-        read_release_for_claim,
-        units_owned,
-    )
-
     offer = session.get(WaitlistOffer, offer_id)
     if offer is None or offer.hold_id is None:
         raise OfferUnavailable("This offer does not exist.")
-    release = read_release_for_claim(session, offer.release_id)
+    release = inventory.read_release_for_claim(session, offer.release_id)
     if release.off_sale_at is not None and now >= release.off_sale_at:
-        raise NotOnSale("This release has closed.")
+        raise inventory.NotOnSale("This release has closed.")
     if release.paused_at is not None:
-        raise ReleasePaused("The maker has paused sales of this release for a moment; your number stays held.")
-    hold = lock_hold(session, offer.hold_id)
-    lock_buyer(session, release.id, hold.buyer_key)
+        raise inventory.ReleasePaused(
+            "The maker has paused sales of this release for a moment; your number stays held."
+        )
+    hold = inventory.lock_hold(session, offer.hold_id)
+    inventory.lock_buyer(session, release.id, hold.buyer_key)
     session.refresh(offer, with_for_update=True)
     if offer.status == OfferStatus.CLAIMED and hold.status == HoldStatus.ACTIVE:
         return hold
@@ -663,18 +637,13 @@ def claim_offer(session: Session | scoped_session, offer_id: int, now: datetime,
     if now >= hold.expires_at or leased:
         raise OfferUnavailable("This offer ran out of time; the number has passed to the next person in line.")
     # This hold already counts among what the waiter owns.
-    owned = units_owned(session, release.id, hold.buyer_key, now)
+    owned = inventory.units_owned(session, release.id, hold.buyer_key, now)
     if owned > release.per_customer_limit:
-        raise LimitReached(
+        raise inventory.LimitReached(
             f"You already have the limit of {release.per_customer_limit} from this release.", remaining=0
         )
     offer.status = OfferStatus.CLAIMED
-    hold.expires_at = now + hold_for
-    session.execute(
-        update(Unit).where(Unit.hold_id == hold.id).values(held_until=hold.expires_at),
-        execution_options={"synchronize_session": False},
-    )
-    session.flush()
+    inventory.move_expiry(session, hold, now + hold_for)
     return hold
 
 
@@ -682,9 +651,7 @@ def unclaim_offer(session: Session | scoped_session, hold_id: int, now: datetime
     """The payment page of a claimed offer could not be opened: the offer is the waiter's again for the rest of its
     time (to claim again, or to pass on). Returns False when the hold is not a claimed offer's (end it as usual)."""
     require_write_transaction(session)
-    from storefront.domain.inventory import lock_hold
-
-    hold = lock_hold(session, hold_id)
+    hold = inventory.lock_hold(session, hold_id)
     if not hold.for_offer or hold.status != HoldStatus.ACTIVE or hold.payment_session_id is not None:
         return False
     offer = session.scalar(select(WaitlistOffer).where(WaitlistOffer.hold_id == hold_id).with_for_update())
@@ -692,12 +659,7 @@ def unclaim_offer(session: Session | scoped_session, hold_id: int, now: datetime
         return False
     offer.status = OfferStatus.LIVE
     # Back to the offer's own time (the sweeper passes it on once that is up, if it already is).
-    hold.expires_at = offer.expires_at
-    session.execute(
-        update(Unit).where(Unit.hold_id == hold.id).values(held_until=hold.expires_at),
-        execution_options={"synchronize_session": False},
-    )
-    session.flush()
+    inventory.move_expiry(session, hold, offer.expires_at)
     return True
 
 

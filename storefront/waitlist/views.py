@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from storefront import clock
+from storefront.audience.views import is_one_click_request
 from storefront.checkout import flows
 from storefront.checkout.flows import CheckoutUnavailable
 from storefront.domain import waitlist
 from storefront.domain.errors import DomainError
 from storefront.domain.inventory import Buyer, claim
-from storefront.domain.subscribers import ONE_CLICK_BODY
 from storefront.domain.waitlist import EarlyAccessUnavailable, EntryEnded, OfferUnavailable, UnknownEntry
 from storefront.extensions import csrf, db, limiter
 from storefront.models import (
@@ -209,11 +209,6 @@ def confirm_entry(token: str):
 
 
 # --- Leaving -------------------------------------------------------------------------------------------------------
-
-
-def is_one_click_request() -> bool:
-    """A mail provider's one-click unsubscribe (RFC 8058): a POST whose body is exactly that one field."""
-    return request.method == "POST" and request.form.get("List-Unsubscribe") == ONE_CLICK_BODY.partition("=")[2]
 
 
 # Exempt from the global CSRF check because mail providers POST "List-Unsubscribe=One-Click" here from their own
