@@ -27,6 +27,7 @@ from storefront.models.orders import (
     RefundStatus,
     UnmatchedPayment,
 )
+from storefront.models.shop import ShopPage, ShopPageKind, ShopSettings
 from storefront.models.waitlist import (
     LIVE_OFFER_STATUSES,
     OfferStatus,
@@ -60,6 +61,9 @@ __all__ = [
     "Role",
     "Product",
     "Release",
+    "ShopPage",
+    "ShopPageKind",
+    "ShopSettings",
     "ReleaseStatus",
     "UTCDateTime",
     "Unit",

@@ -146,6 +146,7 @@ class Release(Base):
     __tablename__ = "release"
     __table_args__ = (
         CheckConstraint("price_amount >= 0", name="price_not_negative"),
+        CheckConstraint("shipping_amount >= 0", name="shipping_not_negative"),
         CheckConstraint("total_units >= 1", name="total_units_positive"),
         CheckConstraint("per_customer_limit >= 1", name="limit_positive"),
         CheckConstraint("off_sale_at IS NULL OR off_sale_at > on_sale_at", name="off_sale_after_on_sale"),
@@ -158,6 +159,8 @@ class Release(Base):
     title: Mapped[str] = mapped_column(String(200))
     price_amount: Mapped[int]  # minor units: 8900 is 89.00
     currency: Mapped[str] = mapped_column(String(3))
+    # Shipping charged once per order, in the release's currency and minor units; 0 is free shipping.
+    shipping_amount: Mapped[int] = mapped_column(default=0)
     total_units: Mapped[int]
     on_sale_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     off_sale_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -76,6 +76,8 @@ class Hold(Base):
     # What the shop asked the gateway for when it opened the session: the one payment that may convert this hold.
     expected_amount: Mapped[int | None]
     unit_amount: Mapped[int | None]
+    # The shipping asked for with it (part of expected_amount), once per order.
+    shipping_amount: Mapped[int | None]
     payment_currency: Mapped[str | None] = mapped_column(String(3))
     checkout_numbers: Mapped[list[int] | None] = mapped_column(JSON)
     # Why the hold is ending, recorded before the gateway is asked to close the session: the first reason wins,

@@ -26,6 +26,8 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    # The same message as HTML, sent beside the text as multipart/alternative; empty for text-only mail.
+    html_body: Mapped[str] = mapped_column(Text, default="")
     # Extra headers (List-Unsubscribe, List-Unsubscribe-Post) and attachments ([{"filename", "content_type",
     # "content"}], text only: an .ics invitation), both decided when the mail is queued.
     headers: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -53,6 +53,7 @@ class Order(Base):
     __tablename__ = "order"
     __table_args__ = (
         CheckConstraint("amount_total >= 0", name="amount_not_negative"),
+        CheckConstraint("shipping_amount >= 0", name="shipping_not_negative"),
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("status IN ('paid', 'refunding', 'refunded')", name="status_known"),
         CheckConstraint("fulfilment_status IN ('unfulfilled', 'packed', 'shipped')", name="fulfilment_status_known"),
@@ -73,6 +74,8 @@ class Order(Base):
     quantity: Mapped[int]
     # The price of one unit when it was sold: a later price change does not rewrite what this buyer paid.
     unit_amount: Mapped[int]
+    # What the order paid for shipping (part of amount_total): units × unit_amount + shipping_amount = amount_total.
+    shipping_amount: Mapped[int] = mapped_column(default=0)
     amount_total: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PAID)
