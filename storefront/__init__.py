@@ -212,6 +212,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["iso_utc"] = text.iso_utc
     app.jinja_env.filters["human_datetime"] = text.human_datetime
     app.jinja_env.filters["ordinal"] = text.ordinal
+    app.jinja_env.filters["country_name"] = text.country_name
 
     @app.context_processor
     def shop_globals() -> dict[str, Any]:

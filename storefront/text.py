@@ -8,6 +8,7 @@ from datetime import UTC, datetime, tzinfo
 
 import markdown as markdown_lib
 import nh3
+import pycountry
 from markupsafe import Markup, escape
 
 # Currencies whose minor unit is not a hundredth (ISO 4217); everything else has two decimals.
@@ -116,3 +117,14 @@ def ordinal(number: int) -> str:
     else:
         suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
+
+
+def country_name(code: str | None) -> str:
+    """A country's everyday English name for its ISO code ("IE" -> "Ireland", "GB" -> "United Kingdom");
+    an unknown code is returned as it is, so nothing the buyer typed is ever lost."""
+    if not code:
+        return ""
+    country = pycountry.countries.get(alpha_2=code.strip().upper())
+    if country is None:
+        return code
+    return getattr(country, "common_name", None) or country.name
