@@ -15,6 +15,7 @@ from storefront.producer import (  # noqa: E402, F401 - registers the routes
     orders,
     refunds,
     releases,
+    shop_settings,
     views,
     waitlists,
 )
