@@ -3,6 +3,10 @@
 A rolled-back request never mails anyone, and a mail server that is down delays mail instead of losing it.
 `MAIL_URL` picks the transport: `smtp://host:port` (or `smtps://`, with optional user:password), or, when empty,
 one `.eml` file per message in `MAIL_DIR` so a new user can read what the shop sent.
+
+A mail is `templates/mail/<template>.txt`; when `templates/mail/<template>.html` exists too, it goes out as
+multipart/alternative (the text first, then the HTML, so a reader that shows one part shows the richer one), and
+inside multipart/mixed when it carries an attachment.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as default_policy
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app, render_template
+from jinja2 import TemplateNotFound
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from storefront import clock, wakeups
+from storefront.domain.shop_pages import shop_settings
 from storefront.models import OutboxMessage
 from storefront.unit_of_work import after_commit, write_transaction
 
@@ -63,17 +69,19 @@ def queue_mail(
     order_id: int | None = None,
     **context,
 ) -> OutboxMessage:
-    """Render `templates/mail/<template>.txt` (first line "Subject: ...") and queue it for sending.
+    """Render `templates/mail/<template>.txt` (first line "Subject: ..."), and its .html if any, and queue them.
 
     `headers` are added to the mail as they are (List-Unsubscribe...); each attachment is a text file,
     `{"filename", "content_type", "content"}`, such as an .ics invitation. `order_id` names the order the mail
-    is about, so the order's timeline lists it.
+    is about, so the order's timeline lists it. Every template can read `shop_contact`, where buyers write to.
     """
+    context.setdefault("shop_contact", shop_contact(session))
     subject, body = render_mail(template, **context)
     message = OutboxMessage(
         recipient=recipient,
         subject=subject,
         body=body,
+        html_body=render_mail_html(template, subject=subject, **context),
         headers=dict(headers or {}),
         attachments=list(attachments or []),
         order_id=order_id,
@@ -98,6 +106,22 @@ def render_mail(template: str, **context) -> tuple[str, str]:
     return first_line[len("Subject: ") :].strip(), body.lstrip()
 
 
+def render_mail_html(template: str, **context) -> str:
+    """Render `templates/mail/<template>.html` (autoescaped, as every .html template), or "" when there is none."""
+    try:
+        with current_app.test_request_context(base_url=current_app.config["SHOP_URL"]):
+            return render_template(f"mail/{template}.html", **context)
+    except TemplateNotFound as missing:
+        if missing.name != f"mail/{template}.html":
+            raise  # the template exists but includes or extends one that does not: a mistake to see, not hide
+        return ""
+
+
+def shop_contact(session: Session) -> str:
+    """The address buyers can write to: the one the producer set in the shop's settings, else the mail's sender."""
+    return shop_settings(session).contact_email.strip() or parseaddr(current_app.config["MAIL_FROM"])[1]
+
+
 def producer_address() -> str:
     """Where the shop tells a person about money that needs a look; empty when none is configured."""
     return current_app.config.get("PRODUCER_EMAIL", "")
@@ -112,7 +136,10 @@ def build_email(message: OutboxMessage, sender: str) -> EmailMessage:
     email["Message-ID"] = make_msgid(idstring=f"outbox-{message.id}")
     for name, value in (message.headers or {}).items():
         email[name] = value
-    email.set_content(message.body)
+    email.set_content(message.body, charset="utf-8")
+    if message.html_body:
+        email.add_alternative(message.html_body, subtype="html", charset="utf-8")
+    # With an attachment, add_attachment wraps what is there (text, or text and HTML) into multipart/mixed.
     for attachment in message.attachments or []:
         maintype, subtype, params = split_content_type(attachment["content_type"])
         if maintype != "text":

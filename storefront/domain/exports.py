@@ -21,6 +21,8 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import CompoundSelect, Select, and_, exists, func, null, select, text, union_all
 from sqlalchemy.orm import Session, aliased
 
+# The label's lines as the destination's post office writes them; shared with the buyer's mails and pages.
+from storefront.addresses import address_field, address_lines
 from storefront.domain.orders import OrderFilter, apply_filter, status_shown
 from storefront.domain.shipping import carrier_name
 from storefront.models import (
@@ -78,63 +80,6 @@ def number_of_run(number: int | None, total_units: int) -> str:
     return "" if number is None else f"No. {number} of {total_units}"
 
 
-def address_field(address: dict | None, key: str) -> str:
-    value = (address or {}).get(key)
-    return "" if value is None else str(value).strip()
-
-
-# Countries the shop is likely to ship to (SHIPPING_COUNTRIES and near neighbours), by ISO 3166 code; any other
-# code is shown as it is.
-COUNTRY_NAMES = {
-    "AT": "Austria",
-    "AU": "Australia",
-    "BE": "Belgium",
-    "CA": "Canada",
-    "CH": "Switzerland",
-    "CZ": "Czechia",
-    "DE": "Germany",
-    "DK": "Denmark",
-    "ES": "Spain",
-    "FI": "Finland",
-    "FR": "France",
-    "GB": "United Kingdom",
-    "GR": "Greece",
-    "IE": "Ireland",
-    "IS": "Iceland",
-    "IT": "Italy",
-    "JP": "Japan",
-    "LU": "Luxembourg",
-    "NL": "Netherlands",
-    "NO": "Norway",
-    "NZ": "New Zealand",
-    "PL": "Poland",
-    "PT": "Portugal",
-    "SE": "Sweden",
-    "US": "United States",
-}
-
-
-def address_lines(name: str, address: dict | None) -> list[str]:
-    """The lines of a shipping label: name, street lines, the town line as the destination writes it, country.
-
-    Stripe's address fields (line1, line2, city, state, postal_code, country). The town line follows the common
-    habits: "City, ST 12345" in North America and Australia, the postcode on a line of its own in the UK and
-    Ireland, "12345 City" elsewhere; the country is written out.
-    """
-    city, state = address_field(address, "city"), address_field(address, "state")
-    postal_code, country = address_field(address, "postal_code"), address_field(address, "country").upper()
-    if country in {"US", "CA", "AU"}:
-        town = [" ".join(part for part in (", ".join(p for p in (city, state) if p), postal_code) if part)]
-    elif country in {"GB", "IE"}:
-        town = [", ".join(part for part in (city, state) if part), postal_code]
-    else:
-        town = [" ".join(part for part in (postal_code, city) if part), state]
-    # Written out for the postman abroad ("Ireland", not "IE"); an unknown code is printed as it is.
-    country_line = COUNTRY_NAMES.get(country, country)
-    lines = [name.strip(), address_field(address, "line1"), address_field(address, "line2"), *town, country_line]
-    return [line for line in lines if line]
-
-
 # --- The CSV ---------------------------------------------------------------------------------------------------------
 
 
@@ -161,6 +106,7 @@ def order_csv_header(zone_name: str) -> tuple[str, ...]:
         "Unit status",
         "Unit price",
         "Currency",
+        "Shipping",
         "Order total",
         "Amount refunded",
         f"Packed at ({zone_name})",
@@ -205,6 +151,7 @@ def order_csv_statement(wanted: OrderFilter) -> CompoundSelect:
             refund_status.label("refund_status"),
             Order.unit_amount,
             Order.currency,
+            Order.shipping_amount,
             Order.amount_total,
             refunded.label("amount_refunded"),
             Order.packed_at,
@@ -303,6 +250,8 @@ def order_csv_cells(row, zone: tzinfo) -> Sequence[str]:
         unit_status(row.order_status, row.line_id, row.returned_at, row.refund_status),
         plain_amount(row.unit_amount, row.currency),
         row.currency,
+        # Once per order, repeated on each of its units' rows as the order total is.
+        plain_amount(row.shipping_amount, row.currency),
         plain_amount(row.amount_total, row.currency),
         plain_amount(row.amount_refunded, row.currency),
         local_text(row.packed_at, zone),

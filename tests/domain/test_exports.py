@@ -98,9 +98,10 @@ def test_address_lines_follow_the_destination():
         "Jan Jansen", {"line1": "Dorpsstraat 1", "city": "Utrecht", "postal_code": "3511 AB", "country": "nl"}
     ) == ["Jan Jansen", "Dorpsstraat 1", "3511 AB Utrecht", "Netherlands"]
     assert address_lines("Nobody", {}) == ["Nobody"]
-    # A code the shop has no name for is printed as it is.
-    unknown = {"line1": "1 Road", "city": "Seoul", "country": "KR"}
-    assert address_lines("Kim", unknown) == ["Kim", "1 Road", "Seoul", "KR"]
+    # Every country is written out; a code nobody knows is printed as it is (tests/test_addresses.py has more).
+    korea = {"line1": "1 Road", "city": "Seoul", "country": "KR"}
+    assert address_lines("Kim", korea) == ["Kim", "1 Road", "Seoul", "South Korea"]
+    assert address_lines("Kim", {**korea, "country": "QQ"}) == ["Kim", "1 Road", "Seoul", "QQ"]
     assert address_lines("", None) == []
 
 

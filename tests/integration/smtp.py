@@ -28,11 +28,19 @@ class Delivery:
     @property
     def text(self) -> str:
         """The plain-text part, whether the message is multipart (attachments, HTML) or not."""
+        # SMTP carries lines ending in CRLF
         return self.message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
     @property
     def body(self) -> str:
-        return self.message.get_content().replace("\r\n", "\n")  # SMTP carries lines ending in CRLF
+        """The plain-text body (order mail also carries an HTML part: see `html`)."""
+        return self.text
+
+    @property
+    def html(self) -> str:
+        """The HTML part, or "" for a text-only mail."""
+        part = self.message.get_body(preferencelist=("html",))
+        return "" if part is None else part.get_content().replace("\r\n", "\n")
 
 
 class SmtpServer:
