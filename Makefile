@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 export FLASK_APP := wsgi
 
-.PHONY: run test lint format worker db demo bench clean
+.PHONY: run test lint format worker db demo bench lighthouse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/drop.py
+
+## make lighthouse: Lighthouse 12.2.3 (mobile) over a fresh demo shop; needs npm and Chromium (CHROME_PATH)
+lighthouse: $(VENV)/.installed-run
+	bash bench/lighthouse.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info
