@@ -150,6 +150,7 @@ def register_blueprints(app: Flask) -> None:
     from storefront.audience import bp as audience_bp
     from storefront.checkout import bp as checkout_bp
     from storefront.media import bp as media_bp
+    from storefront.pages import bp as pages_bp
     from storefront.producer import bp as producer_bp
     from storefront.shop import bp as shop_bp
     from storefront.story import bp as story_bp
@@ -166,6 +167,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(producer_bp)
     app.register_blueprint(audience_bp)
     app.register_blueprint(waitlist_bp)
+    app.register_blueprint(pages_bp)
 
 
 def register_error_pages(app: Flask) -> None:

@@ -151,8 +151,18 @@ def dev_command(host: str, port: int, sim_port: int) -> None:
 @click.option("--webhook-secret", envvar="STRIPE_WEBHOOK_SECRET", required=True, help="Signs webhook events.")
 @click.option("--api-key", "api_keys", multiple=True, help="Accept only these secret keys (default: any sk_test_).")
 @click.option("--public-url", default=None, help="Base of the hosted checkout page URLs.")
-def stripe_sim_command(host, port, webhook_url, webhook_secret, api_keys, public_url) -> None:
+@click.option("--business-name", default=None, help="The name heading the pay page (default: SHOP_NAME).")
+def stripe_sim_command(host, port, webhook_url, webhook_secret, api_keys, public_url, business_name) -> None:
     """Serve the Stripe simulator: Checkout Sessions, refunds, a hosted pay page and signed webhooks."""
     from storefront.stripe_sim import run_simulator
 
-    run_simulator(host, port, webhook_url, webhook_secret, api_keys=set(api_keys) or None, public_url=public_url)
+    run_simulator(
+        host,
+        port,
+        webhook_url,
+        webhook_secret,
+        api_keys=set(api_keys) or None,
+        public_url=public_url,
+        # Stripe's page is headed by the account's business name: the shop's own, as buyers know it.
+        business_name=business_name or current_app.config["SHOP_NAME"],
+    )

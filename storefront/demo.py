@@ -20,6 +20,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from storefront import photos
+from storefront.demo_pages import seed_shop_pages
 from storefront.domain.activity import SHOP
 from storefront.domain.releases import ReleaseTerms, open_release
 from storefront.models import (
@@ -81,6 +82,8 @@ class ReleaseSpec:
     on_sale_at: datetime
     per_customer_limit: int
     allow_number_choice: bool
+    # Shipping per order, in minor units; 0 is free shipping (the coffee ships free, the whiskey does not).
+    shipping_amount: int = 0
     units_sold: int = 0
     # The numbers after the sold ones that the maker keeps back (a bottle for the distillery's shelf); putting one
     # back on sale in the workspace offers it to the run's waitlist once the run has sold out.
@@ -399,6 +402,7 @@ def demo_releases(now: datetime) -> list[ReleaseSpec]:
             slug="quarter-cask-31",
             title="Quarter Cask No. 31, 50 cl",
             price_amount=12500,
+            shipping_amount=600,
             total_units=60,
             on_sale_at=at_hour(now - timedelta(days=30)),
             per_customer_limit=2,
@@ -412,6 +416,7 @@ def demo_releases(now: datetime) -> list[ReleaseSpec]:
             slug="rye-batch-7",
             title="Carlow Rye, Batch 7, 70 cl",
             price_amount=8900,
+            shipping_amount=600,
             total_units=240,
             on_sale_at=at_hour(now - timedelta(days=2)),
             per_customer_limit=2,
@@ -436,6 +441,7 @@ def demo_releases(now: datetime) -> list[ReleaseSpec]:
             slug="winter-rye-oloroso",
             title="Winter Rye, Oloroso Finish, 70 cl",
             price_amount=9500,
+            shipping_amount=600,
             total_units=120,
             on_sale_at=datetime.combine(upcoming_day, time(10, tzinfo=UTC)),
             per_customer_limit=2,
@@ -488,6 +494,7 @@ def seed_demo(session: Session, upload_folder: str, now: datetime) -> list[str]:
             off_sale_at=None,
             per_customer_limit=spec.per_customer_limit,
             allow_number_choice=spec.allow_number_choice,
+            shipping_amount=spec.shipping_amount,
         )
         # The demo's releases opened days ago: a trusted caller may record that; the producer's form may not.
         release = open_release(session, batches[spec.batch_code].id, terms, now, SHOP, allow_past_on_sale=True)
@@ -501,6 +508,7 @@ def seed_demo(session: Session, upload_folder: str, now: datetime) -> list[str]:
         kept = f", {spec.units_withheld} kept by the maker" if spec.units_withheld else ""
         created.append(f'release "{spec.title}" ({spec.total_units} numbered, {spec.units_sold} sold{kept})')
 
+    created += seed_shop_pages(session, now)  # settings and footer pages: storefront/demo_pages.py
     session.flush()
     return created
 
@@ -557,7 +565,8 @@ def sell_first_units(session: Session, release: Release, spec: ReleaseSpec, now:
             buyer_key=f"buyer{buyer_number}@example.com",
             quantity=quantity,
             unit_amount=spec.price_amount,
-            amount_total=quantity * spec.price_amount,
+            shipping_amount=spec.shipping_amount,
+            amount_total=quantity * spec.price_amount + spec.shipping_amount,
             currency=CURRENCY,
             status=OrderStatus.PAID,
             created_at=moment,

@@ -228,6 +228,8 @@ class Gateway:
         success_url: str,
         cancel_url: str,
         allowed_countries: list[str],
+        shipping_options: list[dict[str, Any]] | None = None,
+        submit_message: str = "",
     ) -> CheckoutSession:
         params: dict[str, Any] = {
             "mode": "payment",
@@ -254,6 +256,11 @@ class Gateway:
         }
         if allowed_countries:
             params["shipping_address_collection"] = {"allowed_countries": allowed_countries}
+        if shipping_options:
+            params["shipping_options"] = shipping_options
+        if submit_message:
+            # Shown beside the Pay button (Stripe allows 1200 characters).
+            params["custom_text"] = {"submit": {"message": submit_message[:1200]}}
         return self.call(
             "create a checkout session",
             lambda: session_from_stripe(

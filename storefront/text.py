@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 
 import markdown as markdown_lib
@@ -102,6 +103,24 @@ def local_datetime_text(moment: datetime, zone: tzinfo) -> str:
     """Return "Wed 1 July 2026, 11:00 IST": the moment on a zone's clock, with the zone's abbreviation."""
     local = moment.astimezone(zone)
     return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
+
+
+def number_ranges(numbers: Iterable[int]) -> str:
+    """Write held numbers as a person reads them: "No. 13", "No. 13–14", "No. 3–5, 9"."""
+    runs: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    parts = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    return f"No. {', '.join(parts)}" if parts else "no numbers"
+
+
+def local_clock_text(moment: datetime, zone: tzinfo) -> str:
+    """Return "11:00 IST": the time of day on a zone's clock, for a deadline minutes away (a hold's)."""
+    local = moment.astimezone(zone)
+    return f"{local:%H:%M} {local.tzname()}"
 
 
 def human_datetime(moment: datetime) -> str:

@@ -125,7 +125,8 @@ STRIPE_TEST_KEY = "sk_test_suite"
 @pytest.fixture(scope="session")
 def stripe_sim_server() -> Iterator[SimulatorServer]:
     """The project's Stripe simulator on 127.0.0.1, shared by the run and reset before each test."""
-    server = SimulatorServer(webhook_secret=WEBHOOK_SECRET).start()
+    # Headed with the shop's name, as Stripe's page is with the account's business name.
+    server = SimulatorServer(webhook_secret=WEBHOOK_SECRET, business_name=TestConfig.SHOP_NAME).start()
     yield server
     server.stop()
 

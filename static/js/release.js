@@ -210,6 +210,7 @@
     }
 
     function show(data) {
+      document.dispatchEvent(new CustomEvent("release:stock", { detail: data })); // the number grid listens
       if (typeof data.available === "number") {
         setText(root.querySelector("[data-available]"), String(data.available));
       }
@@ -297,8 +298,226 @@
     });
   }
 
+  /* --- (e) Picking a number ------------------------------------------------------------------------------- */
+
+  // The release page's number grid (small runs) or number box (long runs): templates/shop/_number_picker.html.
+  // Without this script both are plain form fields and the server answers a taken number on the page itself.
+
+  var NUMBER_CHECK_TIMEOUT_MS = 2500; // a slow answer at a drop must not stop the form: the claim decides anyway
+
+  /* Ask the API about one number; resolves to its JSON answer, or null when there is none in time. */
+  function askNumber(root, number) {
+    if (!window.fetch) {
+      return Promise.resolve(null);
+    }
+    var url = root.getAttribute("data-api") + "/" + encodeURIComponent(number);
+    var request = window
+      .fetch(url, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.status === 200 || response.status === 404 ? response.json() : null;
+      })
+      .catch(function () {
+        return null;
+      });
+    var late = new Promise(function (resolve) {
+      window.setTimeout(resolve, NUMBER_CHECK_TIMEOUT_MS, null);
+    });
+    return Promise.race([request, late]);
+  }
+
+  function chosenNumber(root) {
+    var checked = root.querySelector("input[name=number]:checked");
+    var field = checked || root.querySelector("input[name=number]:not([type=radio])");
+    return field ? field.value.trim() : "";
+  }
+
+  /* Say in the live region what the API said of a number; `choose` is offered the free number instead. */
+  function answerNumber(root, data, choose) {
+    var answer = root.querySelector("[data-number-answer]");
+    if (!answer) {
+      return;
+    }
+    answer.textContent = "";
+    if (data.status === "free") {
+      answer.textContent = "No. " + data.number + " is free.";
+    } else if (data.status === "taken" && data.next_free) {
+      answer.appendChild(document.createTextNode("No. " + data.number + " is taken \u2014 No. " + data.next_free + " is free: "));
+      var button = makeElement("button", "button button--quiet", "choose it");
+      button.type = "button";
+      button.addEventListener("click", function () {
+        choose(data.next_free);
+        answer.textContent = "No. " + data.next_free + " is chosen.";
+      });
+      answer.appendChild(button);
+    } else if (data.status === "taken") {
+      answer.textContent = "No. " + data.number + " is taken, and so is every other number right now.";
+    } else {
+      answer.textContent = data.message || "That number is not in this run.";
+    }
+  }
+
+  function chooseInGrid(root, number) {
+    var radio = root.querySelector("#number-" + number);
+    if (radio && !radio.disabled) {
+      radio.checked = true;
+      radio.focus();
+    }
+  }
+
+  /* Show a grid number as free or taken (disabled, and said so to screen readers); returns whether the buyer
+     had it chosen and lost it. */
+  function markNumber(root, number, free) {
+    var radio = root.querySelector("#number-" + number);
+    if (!radio || radio.disabled === !free) {
+      return false;
+    }
+    var label = root.querySelector("label[for=number-" + number + "]");
+    var mark = label && label.querySelector(".visually-hidden");
+    var lost = radio.checked && !free;
+    radio.disabled = !free;
+    if (free && mark) {
+      label.removeChild(mark);
+    } else if (!free && label && !mark) {
+      label.appendChild(makeElement("span", "visually-hidden", " (taken)"));
+    }
+    if (lost) {
+      radio.checked = false;
+      var any = root.querySelector("#number-any");
+      if (any) {
+        any.checked = true;
+      }
+    }
+    return lost;
+  }
+
+  function markTaken(root, number) {
+    markNumber(root, number, false);
+  }
+
+  /* Check the chosen number before the form goes; a taken one is answered here and the form stays. */
+  function checkNumberBeforeSubmit(form, root, choose) {
+    var checked = false;
+    // Capture phase: this runs before the one-reservation-per-click guard, which must count only a real send.
+    form.addEventListener(
+      "submit",
+      function (event) {
+        var number = chosenNumber(root);
+        if (checked || !/^[0-9]{1,9}$/.test(number)) {
+          checked = false;
+          return; // nothing picked, or a typo the server explains next to the field
+        }
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        var submitter = event.submitter;
+        askNumber(root, number).then(function (data) {
+          if (data && data.status === "taken") {
+            markTaken(root, data.number);
+            answerNumber(root, data, choose);
+            return;
+          }
+          checked = true;
+          if (form.requestSubmit) {
+            form.requestSubmit(submitter || undefined);
+          } else {
+            form.submit();
+          }
+        });
+      },
+      true
+    );
+  }
+
+  function startNumberSearch(root) {
+    var input = root.querySelector("input[name=number]");
+    var button = root.querySelector("[data-number-check]");
+    if (!input || !button || !window.fetch) {
+      return;
+    }
+    function choose(number) {
+      input.value = String(number);
+      input.focus();
+    }
+    button.hidden = false; // a button that needs this script appears with it
+    button.addEventListener("click", function () {
+      var number = input.value.trim();
+      if (!/^[0-9]{1,9}$/.test(number)) {
+        answerNumber(root, { status: "not_in_run", message: "Type a number in digits, such as 17." }, choose);
+        return;
+      }
+      askNumber(root, number).then(function (data) {
+        answerNumber(root, data || { message: "We could not check just now; reserve and we will tell you." }, choose);
+      });
+    });
+    checkNumberBeforeSubmit(input.form, root, choose);
+  }
+
+  /* A number chosen for the buyer (the page answering a taken one) may sit below the grid's fold: scroll the grid,
+     not the page, so it shows. */
+  function showChosenInGrid(root) {
+    var grid = root.querySelector(".number-grid");
+    var chosen = grid && grid.querySelector("input:checked");
+    if (!chosen || !chosen.parentNode) {
+      return;
+    }
+    var cell = chosen.parentNode.getBoundingClientRect();
+    var box = grid.getBoundingClientRect();
+    grid.scrollTop += cell.top - box.top - (grid.clientHeight - cell.height) / 2;
+  }
+
+  /* Keep a small run's grid as fresh as the stock count: refetch the free numbers when the count moves. */
+  function startNumberGrid(root) {
+    var form = root.closest("form");
+    var count = root.querySelector("[data-number-free]");
+    var shownFree = count ? parseInt(count.textContent, 10) : NaN;
+    function choose(number) {
+      chooseInGrid(root, number);
+    }
+    function refresh() {
+      window
+        .fetch(root.getAttribute("data-api"), { cache: "no-store", credentials: "same-origin" })
+        .then(function (response) {
+          return response.ok ? response.json() : null;
+        })
+        .then(function (data) {
+          if (!data || !data.complete) {
+            return;
+          }
+          var radios = root.querySelectorAll("input[name=number]:not([value=''])");
+          Array.prototype.forEach.call(radios, function (radio) {
+            var number = parseInt(radio.value, 10);
+            var free = data.ranges.some(function (range) {
+              return range[0] <= number && number <= range[1];
+            });
+            if (markNumber(root, number, free)) {
+              setText(root.querySelector("[data-number-answer]"), "No. " + number + " was just taken: pick another, or any free number.");
+            }
+          });
+          setText(count, String(data.free));
+        })
+        .catch(function () {
+          // Keep the grid as it is; the claim answers a taken number anyway.
+        });
+    }
+    if (form) {
+      checkNumberBeforeSubmit(form, root, choose);
+    }
+    showChosenInGrid(root);
+    if (!window.fetch) {
+      return;
+    }
+    document.addEventListener("release:stock", function (event) {
+      var free = event.detail && event.detail.available;
+      if (typeof free === "number" && free !== shownFree) {
+        shownFree = free;
+        refresh();
+      }
+    });
+  }
+
   function start() {
     localiseTimes();
+    Array.prototype.forEach.call(document.querySelectorAll("[data-number-grid]"), startNumberGrid);
+    Array.prototype.forEach.call(document.querySelectorAll("[data-number-search]"), startNumberSearch);
     Array.prototype.forEach.call(document.querySelectorAll("form[data-submit-once]"), submitOnce);
     Array.prototype.forEach.call(document.querySelectorAll("[data-countdown]"), startCountdown);
     Array.prototype.forEach.call(document.querySelectorAll("[data-release-stock]"), watchStock);

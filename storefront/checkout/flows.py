@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from sqlalchemy import or_, select, update
@@ -49,7 +49,9 @@ from storefront.domain.refunds import (
     reflect_charge_refunds,
 )
 from storefront.models import Hold, HoldStatus, Refund, RefundStatus, Release
+from storefront.order_details import order_details
 from storefront.payments import CheckoutSession, Gateway, PaymentError, SessionGone, SessionNotOpen
+from storefront.text import local_clock_text, number_ranges
 from storefront.unit_of_work import after_commit, end_read, write_transaction
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class CheckoutSettings:
     success_url: str  # with {CHECKOUT_SESSION_ID} where Stripe puts the session's id
     cancel_url: str  # for this hold
     allowed_countries: list[str]
+    time_zone: tzinfo = UTC  # the shop's, in which the payment page states the hold's deadline
 
 
 # --- Opening a checkout -----------------------------------------------------------------------------------------
@@ -130,7 +133,8 @@ def checkout_request(session: Session, hold: Hold, settings: CheckoutSettings) -
     """Record on the hold what the shop asks the gateway for, and return the gateway call's arguments."""
     release = session.get(Release, hold.release_id)
     numbers = held_numbers(session, hold)
-    record_checkout_request(session, hold, numbers, release.price_amount, release.currency)
+    # Read now, as the price is: a producer's later change applies to checkouts opened after it.
+    record_checkout_request(session, hold, numbers, release.price_amount, release.currency, release.shipping_amount)
     return dict(
         # One session per hold, however often this is retried: Stripe replays the first answer for the same key.
         idempotency_key=f"hold-{hold.id}-checkout",
@@ -144,7 +148,35 @@ def checkout_request(session: Session, hold: Hold, settings: CheckoutSettings) -
         success_url=settings.success_url,
         cancel_url=settings.cancel_url,
         allowed_countries=settings.allowed_countries,
+        # The session outlives the hold (Stripe's 30-minute minimum): the page says the shop's deadline instead.
+        submit_message=deadline_message(numbers, release.total_units, hold.expires_at, settings.time_zone),
+        shipping_options=shipping_options(hold.shipping_amount, release.currency),
     )
+
+
+def deadline_message(numbers: list[int], total_units: int, expires_at: datetime, zone: tzinfo) -> str:
+    """What the payment page says next to its Pay button: until when the shop holds the numbers."""
+    one = len(numbers) == 1
+    return (
+        f"{number_ranges(numbers)} of {total_units} {'is' if one else 'are'} held for you until "
+        f"{local_clock_text(expires_at, zone)}. Pay before then to make {'it' if one else 'them'} yours; after that "
+        f"this page closes and {'it goes' if one else 'they go'} back on sale."
+    )
+
+
+def shipping_options(amount: int, currency: str) -> list[dict]:
+    """The one flat rate the buyer pays on the payment page; none when shipping is free (nothing to show)."""
+    if amount <= 0:
+        return []
+    return [
+        {
+            "shipping_rate_data": {
+                "type": "fixed_amount",
+                "fixed_amount": {"amount": amount, "currency": currency.lower()},
+                "display_name": "Shipping",
+            }
+        }
+    ]
 
 
 # --- A paid checkout --------------------------------------------------------------------------------------------
@@ -190,7 +222,10 @@ def queue_fulfilment_mail(session: Session, result: Fulfilment) -> None:
             order=order,
             release=order.release,
             numbers=[unit.number for unit in order.units],
+            details=order_details(session, order),
+            # "instead" only when the numbers changed; a late payment that kept its numbers is told just that.
             reassigned=result.outcome is Outcome.REASSIGNED,
+            paid_late=result.paid_late,
         )
     elif result.outcome is Outcome.REFUND_NEEDED:
         notifications.queue_mail(

@@ -6,7 +6,8 @@ from sqlalchemy import select
 from storefront import clock
 from storefront.checkout import bp, flows
 from storefront.extensions import db
-from storefront.models import Hold, HoldStatus, Order, UnmatchedPayment
+from storefront.models import Hold, Order, UnmatchedPayment
+from storefront.order_details import order_details
 from storefront.payments import PaymentError, gateway
 from storefront.shop.views import finish_cancel, get_hold_or_404
 from storefront.unit_of_work import end_read
@@ -42,7 +43,9 @@ def show_success():
     if order is None:
         # Paid but not yet confirmed, or the gateway is slow: the page refreshes itself.
         return render_template("checkout/show_pending.html", hold=hold), 202
-    return render_template("checkout/show_success.html", order=order, release=order.release)
+    return render_template(
+        "checkout/show_success.html", order=order, release=order.release, details=order_details(db.session, order)
+    )
 
 
 def find_order(session_id: str) -> Order | None:
@@ -55,17 +58,12 @@ def find_unmatched(session_id: str) -> UnmatchedPayment | None:
 
 @bp.get("/cancel/<token>")
 def confirm_cancel(token: str):
-    """Where Stripe's back link lands: ask before letting the numbers go (a link preview must not cancel a hold)."""
+    """Where Stripe's back link landed on sessions opened before it led to the hold's page: go there now."""
     hold = get_hold_or_404(token)
-    if hold.status != HoldStatus.ACTIVE:
-        return redirect(url_for("shop.show_hold", token=token), code=303)
-    response = render_template(
-        "checkout/confirm_cancel.html", hold=hold, release=hold.release, batch=hold.release.batch
-    )
-    return response, 200, {"Cache-Control": "private, no-store"}
+    return redirect(url_for("shop.show_hold", token=hold.token), code=303)
 
 
 @bp.post("/cancel/<token>")
 def cancel_checkout(token: str):
-    """The buyer confirmed leaving Stripe's page: close it and put their numbers back on sale."""
+    """Cancel from a confirmation page left open before the back link led to the hold's page."""
     return finish_cancel(get_hold_or_404(token))

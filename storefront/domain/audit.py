@@ -241,18 +241,31 @@ def buyers_within_limit(session: Session, now: datetime) -> list[str]:
 
 
 def paid_orders_match_their_payment(session: Session, _now: datetime) -> list[str]:
-    """Each paid order was paid its units at the price they sold for (kept on the order: prices may change)."""
+    """Each paid order was paid its units at the price they sold for, plus its shipping once (both kept on the order:
+    prices and shipping may change)."""
     rows = session.execute(
-        select(Order.reference, Order.amount_total, Order.quantity, Order.unit_amount, Order.currency, Release.currency)
+        select(
+            Order.reference,
+            Order.amount_total,
+            Order.quantity,
+            Order.unit_amount,
+            Order.shipping_amount,
+            Order.currency,
+            Release.currency,
+        )
         .join(Release, Release.id == Order.release_id)
         .where(
             Order.status == OrderStatus.PAID,
-            or_(Order.amount_total != Order.quantity * Order.unit_amount, Order.currency != Release.currency),
+            or_(
+                Order.amount_total != Order.quantity * Order.unit_amount + Order.shipping_amount,
+                Order.currency != Release.currency,
+            ),
         )
     ).all()
     return [
         f"order {ref}: paid {amount} {currency} for {q} units at {price} {release_currency}"
-        for ref, amount, q, price, currency, release_currency in rows
+        + (f" plus {shipping} shipping" if shipping else "")
+        for ref, amount, q, price, shipping, currency, release_currency in rows
     ]
 
 

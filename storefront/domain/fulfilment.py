@@ -87,6 +87,8 @@ class Fulfilment:
     order: Order | None = None
     refund: Refund | None = None
     unmatched: UnmatchedPayment | None = None
+    # Paid after its hold had ended (its numbers kept or replaced, as the outcome says): the buyer is told why.
+    paid_late: bool = False
 
 
 def client_reference(hold_id: int) -> str:
@@ -104,12 +106,20 @@ def expected_line_items(release: Release, hold: Hold) -> tuple[LineItem, ...]:
     return tuple(LineItem(line_item_name(release, number), hold.unit_amount) for number in hold.checkout_numbers or ())
 
 
-def record_checkout_request(session: Session, hold: Hold, numbers: list[int], unit_amount: int, currency: str) -> None:
-    """Remember what the shop is about to ask the gateway for: the only payment that may convert this hold."""
+def record_checkout_request(
+    session: Session, hold: Hold, numbers: list[int], unit_amount: int, currency: str, shipping_amount: int = 0
+) -> None:
+    """Remember what the shop is about to ask the gateway for: the only payment that may convert this hold.
+
+    Shipping is charged once per order on top of the units, so a payment of the units alone is not this one.
+    """
     require_write_transaction(session)
+    if shipping_amount < 0:
+        raise ValueError(f"Shipping cannot be negative ({shipping_amount})")
     hold.checkout_numbers = list(numbers)
     hold.unit_amount = unit_amount
-    hold.expected_amount = unit_amount * len(numbers)
+    hold.shipping_amount = shipping_amount
+    hold.expected_amount = unit_amount * len(numbers) + shipping_amount
     hold.payment_currency = currency.upper()
     session.flush()
 
@@ -148,6 +158,7 @@ def fulfil_paid_checkout(session: Session, paid: PaidCheckout, now: datetime) ->
         buyer_key=hold.buyer_key,
         quantity=hold.quantity,
         unit_amount=hold.unit_amount,
+        shipping_amount=hold.shipping_amount or 0,
         amount_total=paid.amount_total,
         currency=hold.payment_currency,
         checkout_session_id=paid.session_id,
@@ -269,6 +280,7 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
                 expires_at=now,
                 payment_status="paid",
                 unit_amount=hold.unit_amount,
+                shipping_amount=hold.shipping_amount,
                 expected_amount=hold.expected_amount,
                 payment_currency=hold.payment_currency,
             )
@@ -297,7 +309,7 @@ def reassign_or_refund(session: Session, hold: Hold, release: Release, order: Or
                 f"{numbers_text(own_numbers, release.total_units)}, which had gone to other buyers",
                 now,
             )
-        return Fulfilment(Outcome.REASSIGNED if changed else Outcome.CONVERTED, order)
+        return Fulfilment(Outcome.REASSIGNED if changed else Outcome.CONVERTED, order, paid_late=True)
     except (HoldBroken, HoldNotActive):
         pass  # the savepoint is rolled back: no units taken, no replacement hold
 

@@ -131,7 +131,8 @@ def request_refund(
     """A producer refunds some of an order's units (or, for an order without units, what is left of its payment).
 
     Each refunded unit stays sold to the order (retired) unless it is in `return_to_sale_ids`: those go back on sale
-    once the gateway has paid them back. The amount is the units times the price they sold at. Raises RefundRefused
+    once the gateway has paid them back. The amount is the units times the price they sold at; the refund of the
+    order's last units also returns its shipping (everything left of the payment). Raises RefundRefused
     (nothing changed) for an order that is refunded already, units that are not the order's or are refunded already,
     more than was paid, or no reason. The caller commits, then sends it (`storefront.checkout.flows.process_refund`).
     """
@@ -190,6 +191,10 @@ def request_refund(
                 f"{numbers_text(already, order.release.total_units)} is refunded already, or being refunded."
             )
         amount = len(wanted) * order.unit_amount
+        if refunds_the_last_units(session, order, owned, wanted):
+            # Nothing of the order is left to ship: its shipping goes back with its last units, so refunding every
+            # unit refunds everything that is left of the payment.
+            amount = max(remaining, amount)
     else:
         # Its units were gone before it was paid (a refund was queued then): what is left of the payment goes back.
         amount = remaining
@@ -226,6 +231,18 @@ def request_refund(
         summary += f". {back} goes back on sale once Stripe has refunded it"
     record_order_event(session, order.id, "refund_requested", summary, now, actor_email=requested_by)
     return refund
+
+
+def refunds_the_last_units(session: Session, order: Order, owned: dict[int, Unit], wanted: list[int]) -> bool:
+    """Whether refunding `wanted` leaves none of the order's units unrefunded."""
+    refunded = set(
+        session.scalars(
+            select(RefundLine.unit_id).where(
+                RefundLine.order_id == order.id, RefundLine.unit_id.in_(owned), RefundLine.voided_at.is_(None)
+            )
+        )
+    )
+    return set(owned) - refunded <= set(wanted)
 
 
 def unique_ids(values: Iterable[object]) -> list[int]:

@@ -32,6 +32,8 @@ MAX_UNITS = 100_000
 # Numbers in one IN (...) list: SQLite allows 32,766 parameters per statement.
 NUMBERS_CHUNK = 1_000
 TITLE_MAX = 200
+# As the form reads it (up to 9,999,999.99): within the database's integer.
+MAX_SHIPPING = 999_999_999
 SLUG_MAX = 120
 
 
@@ -48,6 +50,8 @@ class ReleaseTerms:
     off_sale_at: datetime | None = None
     per_customer_limit: int = 2
     allow_number_choice: bool = False
+    # Charged once per order on top of the units, in the same currency; 0 is free shipping.
+    shipping_amount: int = 0
     # When the product's waiters may reserve with their personal links, before everyone else; None: no early access.
     early_access_at: datetime | None = None
 
@@ -117,6 +121,7 @@ def open_release(
         title=terms.title.strip(),
         price_amount=terms.price_amount,
         currency=terms.currency,
+        shipping_amount=terms.shipping_amount,
         total_units=terms.total_units,
         on_sale_at=terms.on_sale_at,
         off_sale_at=terms.off_sale_at,
@@ -138,7 +143,8 @@ def open_release(
         "release",
         release.id,
         f"Opened “{release.title}”: {release.total_units} numbered at "
-        f"{format_money(release.price_amount, release.currency)}{kept}",
+        f"{format_money(release.price_amount, release.currency)}, "
+        f"{shipping_text(release.shipping_amount, release.currency)}{kept}",
         now,
     )
     return release
@@ -172,6 +178,8 @@ def term_problems(terms: ReleaseTerms, now: datetime, *, check_on_sale: bool) ->
         problems["slug"] = "The address may use lowercase letters, digits and single hyphens, e.g. rye-batch-8."
     if not is_whole(terms.price_amount) or terms.price_amount < 0:
         problems["price_amount"] = "The price must be zero or more."
+    if not is_whole(terms.shipping_amount) or not 0 <= terms.shipping_amount <= MAX_SHIPPING:
+        problems["shipping_amount"] = "Shipping must be zero (free shipping) or more, up to 9,999,999.99."
     if not isinstance(terms.currency, str) or not CURRENCY_PATTERN.match(terms.currency):
         problems["currency"] = "Choose a currency by its three-letter code, such as EUR."
     if not is_whole(terms.total_units) or not 1 <= terms.total_units <= MAX_UNITS:
@@ -304,6 +312,11 @@ def update_release(session: Session, release_id: int, terms: ReleaseTerms, now: 
     return release
 
 
+def shipping_text(amount: int, currency: str) -> str:
+    """Shipping as the activity log says it: "shipping €6.00 per order" or "free shipping"."""
+    return f"shipping {format_money(amount, currency)} per order" if amount else "free shipping"
+
+
 def describe_changes(release: Release, terms: ReleaseTerms) -> str:
     """List what `terms` would change about `release`, for the activity log."""
     changes = []
@@ -313,6 +326,14 @@ def describe_changes(release: Release, terms: ReleaseTerms) -> str:
         changes.append(f"address to {terms.slug}")
     if terms.price_amount != release.price_amount or terms.currency != release.currency:
         changes.append(f"price to {format_money(terms.price_amount, terms.currency)}")
+    shipping_changed = terms.shipping_amount != release.shipping_amount
+    if shipping_changed or (terms.currency != release.currency and terms.shipping_amount):
+        # Checkouts opened from now on charge it; holds already at the payment page keep what they were asked.
+        changes.append(
+            f"shipping to {format_money(terms.shipping_amount, terms.currency)} per order"
+            if terms.shipping_amount
+            else "free shipping"
+        )
     if terms.total_units != release.total_units:
         changes.append(f"units from {release.total_units} to {terms.total_units}")
     if terms.on_sale_at != release.on_sale_at:

@@ -14,6 +14,7 @@ from storefront.domain.exports import address_lines
 from storefront.domain.orders import numbers_text
 from storefront.domain.shipping import ShippingNotice
 from storefront.models import Order, OutboxMessage
+from storefront.urls import external_url
 
 
 def shipping_address_lines(order: Order) -> list[str]:
@@ -40,6 +41,7 @@ def queue_shipping_mails(session: Session, notices: Iterable[ShippingNotice]) ->
                 tracking=notice.tracking,
                 corrected=notice.corrected,
                 address=shipping_address_lines(order),
+                story_url=external_url("story.show_batch", slug=release.batch.slug),
             )
         )
     return messages

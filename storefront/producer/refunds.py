@@ -70,7 +70,6 @@ def refund_form(options: RefundOptions) -> RefundForm:
 
 def render_refund_page(order: Order, options: RefundOptions, form: RefundForm, status: int = 200):
     unit_amount = 0 if options.whole_order else order.unit_amount
-    refundable = len(options.refundable_units)
     page = render_template(
         "producer/new_refund.html",
         order=order,
@@ -81,12 +80,22 @@ def render_refund_page(order: Order, options: RefundOptions, form: RefundForm, s
         order_url=order_page_url(order.id),
         unit_price=format_money(order.unit_amount, order.currency),
         # What ticking 0, 1, 2... units refunds, written by the server so the page's script only picks one.
-        amounts=[format_money(count * unit_amount, order.currency) for count in range(refundable + 1)],
+        amounts=[format_money(amount, order.currency) for amount in refund_amounts(options, unit_amount)],
+        shipping=format_money(order.shipping_amount, order.currency) if order.shipping_amount else "",
         money=lambda amount: format_money(amount, order.currency),
         ticked=set(form.refund.data or ()),
         returning=set(form.return_to_sale.data or ()),
     )
     return page, status
+
+
+def refund_amounts(options: RefundOptions, unit_amount: int) -> list[int]:
+    """What ticking 0, 1, 2... units refunds: ticking every one left also returns the shipping (all that is left)."""
+    refundable = len(options.refundable_units)
+    amounts = [count * unit_amount for count in range(refundable + 1)]
+    if refundable:
+        amounts[-1] = max(options.remaining, amounts[-1])
+    return amounts
 
 
 @bp.route("/orders/<int:order_id>/refund", methods=["GET", "POST"])

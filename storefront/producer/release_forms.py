@@ -50,7 +50,7 @@ RANGE_DASH = re.compile(r"\s*[-–]\s*")
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,9}")
 LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 # Names of the domain's terms (ReleaseTerms fields) that these forms call differently.
-FIELD_FOR_TERM = {"price_amount": "price"}
+FIELD_FOR_TERM = {"price_amount": "price", "shipping_amount": "shipping"}
 
 
 def strip_whitespace(value: str | None) -> str | None:
@@ -69,20 +69,24 @@ def decimals_of(currency: str) -> int:
     return 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
 
 
-def price_to_minor_units(text: str, currency: str) -> int:
-    """Read "89", "89.5" or "89.00" as minor units (8900) of `currency`; raise ValueError saying what is wrong."""
+def price_to_minor_units(text: str, currency: str, what: str = "price") -> int:
+    """Read "89", "89.5" or "89.00" as minor units (8900) of `currency`; raise ValueError saying what is wrong.
+
+    `what` names the amount in the messages ("price", "shipping").
+    """
     text = (text or "").strip()
     if text.startswith("-"):
-        raise ValueError("The price cannot be negative.")
+        raise ValueError(f"The {what} cannot be negative.")
     match = PRICE.fullmatch(text)
     if match is None:
         example = "1500" if decimals_of(currency) == 0 else "89.00"
-        raise ValueError(f"Enter the price as a number, such as {example}.")
+        raise ValueError(f"Enter the {what} as a number, such as {example}.")
     places = decimals_of(currency)
     if match.group(1) is not None and len(match.group(1).rstrip("0")) > places:
         if places == 0:
             raise ValueError(f"{currency} has no smaller unit: enter a whole amount.")
-        raise ValueError(f"{currency} prices have at most {places} decimals, e.g. 89.00.")
+        amounts = "prices" if what == "price" else "amounts"
+        raise ValueError(f"{currency} {amounts} have at most {places} decimals, e.g. 89.00.")
     return int(Decimal(text).scaleb(places))
 
 
@@ -221,6 +225,8 @@ class ReleaseTermsForm(FlaskForm):
         "Price", validators=[DataRequired("Enter the price, such as 89.00.")], filters=[strip_whitespace]
     )
     currency = SelectField("Currency", choices=CURRENCIES, default="EUR")
+    # Empty is free shipping; read in the release's currency, as the price is.
+    shipping = StringField("Shipping per order (optional)", validators=[Optional()], filters=[strip_whitespace])
     total_units = WholeNumberField(
         "Number of units",
         validators=[
@@ -248,6 +254,7 @@ class ReleaseTermsForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.zone = zone
         self.price_minor: int | None = None
+        self.shipping_minor = 0
         self.on_sale: ShopTime | None = None
         self.off_sale: ShopTime | None = None
         self.early_access: ShopTime | None = None
@@ -259,6 +266,12 @@ class ReleaseTermsForm(FlaskForm):
     def validate_price(self, field: StringField) -> None:
         try:
             self.price_minor = price_to_minor_units(field.data, self.currency.data or "EUR")
+        except ValueError as error:
+            raise ValidationError(str(error)) from error
+
+    def validate_shipping(self, field: StringField) -> None:
+        try:
+            self.shipping_minor = price_to_minor_units(field.data, self.currency.data or "EUR", what="shipping")
         except ValueError as error:
             raise ValidationError(str(error)) from error
 
@@ -300,6 +313,7 @@ class ReleaseTermsForm(FlaskForm):
             slug=self.chosen_slug(),
             price_amount=self.price_minor,
             currency=self.currency.data,
+            shipping_amount=self.shipping_minor if self.shipping.data else 0,
             total_units=self.total_units.data,
             on_sale_at=self.on_sale.utc,
             off_sale_at=self.off_sale.utc if self.off_sale else None,

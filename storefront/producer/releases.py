@@ -178,6 +178,7 @@ def edit_form_for(release: Release, locked: bool, **kwargs) -> EditReleaseForm:
         slug=release.slug,
         price=minor_units_to_price(release.price_amount, release.currency),
         currency=release.currency,
+        shipping=minor_units_to_price(release.shipping_amount, release.currency) if release.shipping_amount else "",
         total_units=release.total_units,
         on_sale_at=utc_to_local(release.on_sale_at, zone),
         off_sale_at=utc_to_local(release.off_sale_at, zone) if release.off_sale_at else None,

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from flask import abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -24,13 +24,16 @@ from storefront.domain.inventory import (
     has_claimable_units,
     held_numbers,
 )
+from storefront.domain.numbers import number_choices
 from storefront.domain.releases import kept_back_numbers
+from storefront.domain.shipping_terms import shipping_terms
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
 from storefront.payments import PaymentError, gateway
-from storefront.shop import bp
+from storefront.shop import bp, held
 from storefront.shop.forms import ReserveForm
+from storefront.shop_time import shop_zone
 from storefront.unit_of_work import write_transaction
 from storefront.urls import external_url
 
@@ -90,6 +93,11 @@ def render_release_page(release: Release, form: ReserveForm, status: int = 200):
         # A waiter who came from the link in their confirmation mail sees their place in line, or their offer.
         waiter=waitlist.waiter_status(db.session, release.id, request.args.get("waiter")),
         waitlist_open=waitlist_open(release, view.status),
+        shipping=shipping_terms(db.session, release, current_app.config["SHIPPING_COUNTRIES"]),
+        shipping_page_url=url_for("pages.show_page", kind="shipping"),
+        number_choices=number_choices(db.session, release, now)
+        if release.allow_number_choice and view.status is ReleaseStatus.ON_SALE
+        else None,
     )
     response = make_response(page, status)
     if request.args.get("waiter"):
@@ -125,14 +133,15 @@ def describe_refusal(refusal: DomainError, release: Release, now: datetime) -> t
 
 
 def hold_state(hold: Hold, now: datetime) -> str:
-    """Say what the buyer's hold is now: active, ending (a cancel waiting on the payment page to close), expired
-    (time is up), ended (released) or paid."""
+    """Say what the buyer's hold is now: active, cancelled (by the buyer, even while its payment page is still
+    closing), expired (time is up), ended (released otherwise) or paid."""
     if hold.status == HoldStatus.CONVERTED:
         return "paid"
+    # The buyer's own cancel is what they remember, whatever ended the hold after it (its time, the sweeper).
+    if "cancelled" in (hold.end_requested, hold.end_reason):
+        return "cancelled"
     if hold.status == HoldStatus.RELEASED:
         return "ended"
-    if hold.end_requested == "cancelled":
-        return "ending"
     return "active" if now < hold.expires_at else "expired"
 
 
@@ -144,8 +153,10 @@ def checkout_settings_for(hold_token: str) -> flows.CheckoutSettings:
     """Stripe's return addresses, built from SHOP_URL: never from the Host this request happened to carry."""
     return flows.CheckoutSettings(
         success_url=external_url("checkout.show_success") + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=external_url("checkout.confirm_cancel", token=hold_token),
+        # Stripe's back link: the hold's own page, with the way back to payment and the cancel button.
+        cancel_url=external_url("shop.show_hold", token=hold_token),
         allowed_countries=current_app.config["SHIPPING_COUNTRIES"],
+        time_zone=shop_zone(),
     )
 
 
@@ -216,6 +227,8 @@ def reserve_release(slug: str):
             )
             hold_id, hold_token = hold.id, hold.token
     except DomainError as refusal:
+        if isinstance(refusal, NumberTaken) and refusal.next_free is not None:
+            return answer_number_taken(release, form, refusal)
         outcome, status = describe_refusal(refusal, release, now)
         page = render_template(
             "shop/reserve_release.html",
@@ -225,8 +238,13 @@ def reserve_release(slug: str):
             batch=release.batch,
             form=form,
             now=now,
+            # Only holds this browser made: typing someone's email must never lead to their payment page.
+            limit_holds=held.known_holds_of_buyer(release_id, shop_buyer_key(form.email.data))
+            if outcome == "limit_reached"
+            else [],
         )
         return page, status
+    held.remember_hold(hold_token)
     # Built after the claim commits: nothing but the claim runs while it holds its locks.
     settings = checkout_settings_for(hold_token)
     try:
@@ -235,6 +253,16 @@ def reserve_release(slug: str):
         page = render_template("shop/checkout_unavailable.html", release=release, batch=release.batch)
         return page, 503
     return redirect(checkout_url, code=303)
+
+
+def answer_number_taken(release: Release, form: ReserveForm, taken: NumberTaken):
+    """Answer a picked number someone else took first on the release page itself: the error on the number field,
+    the free numbers as they are now, the buyer's email and the next free number filled in; 409."""
+    wanted = form.number.data
+    form.number.errors.append(f"No. {wanted} was just taken. No. {taken.next_free} is free, and now chosen for you.")
+    form.number.data = taken.next_free
+    form.number.raw_data = [str(taken.next_free)]
+    return render_release_page(release, form, status=409)
 
 
 @bp.get("/holds/<token>")
@@ -266,23 +294,17 @@ def cancel_hold(token: str):
 
 def finish_cancel(hold: Hold):
     """Cancel a hold through the one flow every ending takes, and tell the buyer what happened."""
-    token, slug, session_id = hold.token, hold.release.slug, hold.payment_session_id
+    token, session_id = hold.token, hold.payment_session_id
     try:
         ending = flows.end_hold(db.session, gateway(), hold.id, "cancelled", clock.now())
     except PaymentError:
         # The payment page could not be closed yet: the numbers stay held (it might still be paid) until the
-        # sweeper closes it, within a minute or two.
-        flash("We are closing your payment page; your numbers go back on sale as soon as it is closed.", "info")
+        # sweeper closes it, within a minute or two. The hold's page says so.
         return redirect(url_for("shop.show_hold", token=token), code=303)
     if ending is flows.Ending.PAID:
         return redirect(url_for("checkout.show_success", session_id=session_id), code=303)
-    if ending is flows.Ending.ALREADY_ENDED:
-        return redirect(url_for("shop.show_hold", token=token), code=303)
-    if hold.for_offer:
-        flash("You passed your number on; it goes to the next person on the waitlist.", "info")
-    else:
-        flash("Your hold is cancelled; the numbers are back on sale.", "info")
-    return redirect(url_for("shop.show_release", slug=slug), code=303)
+    # The hold's page says it was cancelled, and where its numbers went.
+    return redirect(url_for("shop.show_hold", token=token), code=303)
 
 
 @bp.errorhandler(CSRFError)

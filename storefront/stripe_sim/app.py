@@ -15,6 +15,9 @@ from . import objects
 from .errors import StripeError
 from .simulator import API_VERSION, Simulator
 
+# Stripe's page shows the account's business name; a simulator started without one says what it is.
+DEFAULT_BUSINESS_NAME = "Test shop"
+
 
 def create_sim_app(
     webhook_url: str | None,
@@ -25,17 +28,20 @@ def create_sim_app(
     api_version: str = API_VERSION,
     clock: Callable[[], float] = time.time,
     expiry_interval: float = 0.5,
+    business_name: str = DEFAULT_BUSINESS_NAME,
 ) -> Flask:
     """Build a Stripe-compatible app; its state lives in memory in `app.extensions["stripe_sim"]` (a Simulator).
 
     The background threads (webhook sender, expiry sweeper) start with the first request; call
     `app.extensions["stripe_sim"].close()` when done. `public_url` is the base of each session's `url`
-    (default: the URL the API request came in on).
+    (default: the URL the API request came in on). `business_name` heads the payment page, as the account's
+    business name does on Stripe's.
     """
     from . import api, control, hosted
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["BUSINESS_NAME"] = business_name or DEFAULT_BUSINESS_NAME
     app.extensions["stripe_sim"] = Simulator(
         webhook_url,
         webhook_secret,

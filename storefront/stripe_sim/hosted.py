@@ -36,7 +36,12 @@ def unavailable(session: dict[str, Any]) -> tuple[str, int]:
         "complete": "This checkout session is already complete: it has been paid.",
         "expired": "This checkout session has expired. Return to the shop to start again.",
     }.get(session["status"], "This checkout session cannot be paid.")
-    page = render_template("stripe_sim/message.html", title="This page is no longer available", message=message)
+    page = render_template(
+        "stripe_sim/message.html",
+        title="This page is no longer available",
+        message=message,
+        back_url=session["cancel_url"],
+    )
     return page, 409
 
 
@@ -58,6 +63,7 @@ def payment_page(
         "stripe_sim/pay.html",
         session=session,
         line_items=sim.line_items[session["id"]],
+        shipping_rate=sim.shipping_rates.get((session["shipping_cost"] or {}).get("shipping_rate")),
         buyer=buyer,
         errors=errors or {},
         declined=declined,

@@ -73,12 +73,10 @@ def checkout_session(
         "currency": currency,
         "currency_conversion": None,
         "custom_fields": [],
-        "custom_text": {
-            "after_submit": None,
-            "shipping_address": None,
-            "submit": None,
-            "terms_of_service_acceptance": None,
-        },
+        "custom_text": params.get(
+            "custom_text",
+            {"after_submit": None, "shipping_address": None, "submit": None, "terms_of_service_acceptance": None},
+        ),
         "customer": None,
         "customer_account": None,
         "customer_creation": "if_required",
@@ -134,6 +132,40 @@ def checkout_session(
         "url": url,
         "wallet_options": None,
     }
+
+
+def shipping_rate(*, created: int, rate_data: dict[str, Any]) -> dict[str, Any]:
+    """The ad-hoc Shipping Rate a session's `shipping_rate_data` creates (a fixed amount)."""
+    return {
+        "id": new_id("shr_1"),
+        "object": "shipping_rate",
+        "active": True,
+        "created": created,
+        "delivery_estimate": rate_data["delivery_estimate"],
+        "display_name": rate_data["display_name"],
+        "fixed_amount": dict(rate_data["fixed_amount"]),
+        "livemode": False,
+        "metadata": rate_data["metadata"],
+        "tax_behavior": rate_data["tax_behavior"],
+        "tax_code": rate_data["tax_code"],
+        "type": "fixed_amount",
+    }
+
+
+def charge_shipping(session: dict[str, Any], rates: list[dict[str, Any]]) -> None:
+    """Offer the rates on a session and charge the first, as Checkout does until the buyer picks another."""
+    chosen = rates[0]["fixed_amount"]["amount"]
+    session["shipping_options"] = [
+        {"shipping_amount": rate["fixed_amount"]["amount"], "shipping_rate": rate["id"]} for rate in rates
+    ]
+    session["shipping_cost"] = {
+        "amount_subtotal": chosen,
+        "amount_tax": 0,
+        "amount_total": chosen,
+        "shipping_rate": rates[0]["id"],
+    }
+    session["amount_total"] = session["amount_subtotal"] + chosen
+    session["total_details"] = {**session["total_details"], "amount_shipping": chosen}
 
 
 def line_item(*, created: int, price_data: dict[str, Any], quantity: int) -> dict[str, Any]:

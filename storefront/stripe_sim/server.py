@@ -72,9 +72,10 @@ def run_simulator(
     webhook_secret: str,
     api_keys: set[str] | None = None,
     public_url: str | None = None,
+    business_name: str = "",
 ) -> None:
     """Serve the simulator until interrupted (Ctrl-C), then stop its background threads."""
-    app = create_sim_app(webhook_url, webhook_secret, api_keys, public_url)
+    app = create_sim_app(webhook_url, webhook_secret, api_keys, public_url, business_name=business_name)
     simulator: Simulator = app.extensions["stripe_sim"]
     server = make_server(host, port, app, threaded=True)
     simulator.start()

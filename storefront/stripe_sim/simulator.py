@@ -151,6 +151,7 @@ class Simulator:
             self.sessions: dict[str, dict[str, Any]] = {}
             self.line_items: dict[str, list[dict[str, Any]]] = {}
             self.intent_data: dict[str, dict[str, Any]] = {}
+            self.shipping_rates: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
             self.charges: dict[str, dict[str, Any]] = {}
             self.refunds: dict[str, dict[str, Any]] = {}
@@ -284,15 +285,21 @@ class Simulator:
             currency=clean["currency"],
             url=f"{self.public_url or base_url.rstrip('/')}/pay/{session_id}",
         )
+        rates = [objects.shipping_rate(created=now, rate_data=option) for option in clean["shipping_options"]]
+        if rates:
+            objects.charge_shipping(session, rates)
         with self.lock:
             self.sessions[session_id] = session
             self.line_items[session_id] = items
             self.intent_data[session_id] = clean["payment_intent_data"]
+            self.shipping_rates.update((rate["id"], rate) for rate in rates)
             try:
                 return self.render(session, clean["expand"])
             except StripeError:
                 # A bad `expand` is a refused request: nothing may be left behind.
                 del self.sessions[session_id], self.line_items[session_id], self.intent_data[session_id]
+                for rate in rates:
+                    del self.shipping_rates[rate["id"]]
                 raise
 
     def session(self, session_id: str) -> dict[str, Any]:

@@ -18,9 +18,9 @@ COUNTRY = re.compile(r"^[A-Z]{2}$")
 INTEGER = re.compile(r"^-?\d+$")
 
 SESSION_PARAMS = {
-    "billing_address_collection", "cancel_url", "client_reference_id", "customer_email", "expand", "expires_at",
-    "line_items", "locale", "metadata", "mode", "payment_intent_data", "payment_method_types",
-    "shipping_address_collection", "submit_type", "success_url", "ui_mode",
+    "billing_address_collection", "cancel_url", "client_reference_id", "custom_text", "customer_email", "expand",
+    "expires_at", "line_items", "locale", "metadata", "mode", "payment_intent_data", "payment_method_types",
+    "shipping_address_collection", "shipping_options", "submit_type", "success_url", "ui_mode",
 }  # fmt: skip
 LINE_ITEM_PARAMS = {"price", "price_data", "quantity"}
 PRICE_DATA_PARAMS = {"currency", "product", "product_data", "tax_behavior", "unit_amount"}
@@ -29,6 +29,14 @@ INTENT_DATA_PARAMS = {"description", "metadata", "receipt_email", "statement_des
 REFUND_PARAMS = {"amount", "charge", "expand", "metadata", "payment_intent", "reason"}
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 PAYMENT_METHOD_TYPES = {"card"}
+MAX_SHIPPING_OPTIONS = 5
+SHIPPING_OPTION_PARAMS = {"shipping_rate", "shipping_rate_data"}
+SHIPPING_RATE_DATA_PARAMS = {"delivery_estimate", "display_name", "fixed_amount", "metadata", "tax_behavior",
+                             "tax_code", "type"}  # fmt: skip
+FIXED_AMOUNT_PARAMS = {"amount", "currency", "currency_options"}
+DELIVERY_ESTIMATE_UNITS = ("business_day", "day", "hour", "month", "week")
+CUSTOM_TEXT_POSITIONS = ("after_submit", "shipping_address", "submit", "terms_of_service_acceptance")
+CUSTOM_TEXT_MAX_LENGTH = 1200
 
 
 def reject_unknown(params: dict[str, Any], allowed: set[str], prefix: str = "") -> None:
@@ -161,6 +169,7 @@ def checkout_session(params: dict[str, Any], now: int) -> dict[str, Any]:
         "locale": as_string(params, "locale", max_length=10),
         "submit_type": as_choice(params, "submit_type", ("auto", "book", "donate", "pay", "subscribe")),
         "payment_intent_data": payment_intent_data(params),
+        "custom_text": custom_text(params),
         "expand": expand_paths(params),
     }
     clean["line_items"] = line_items(params)
@@ -172,6 +181,13 @@ def checkout_session(params: dict[str, Any], now: int) -> dict[str, Any]:
     if clean["amount_subtotal"] > MAX_AMOUNT:
         raise StripeError(
             400, f"Amount must be no more than {MAX_AMOUNT}.", param="line_items", code="amount_too_large"
+        )
+    clean["shipping_options"] = shipping_options(params, clean["currency"], clean["shipping_address_collection"])
+    # Stripe charges the first option until the buyer picks another; the simulator's page offers only that one.
+    shipping = clean["shipping_options"][0]["fixed_amount"]["amount"] if clean["shipping_options"] else 0
+    if clean["amount_subtotal"] + shipping > MAX_AMOUNT:
+        raise StripeError(
+            400, f"Amount must be no more than {MAX_AMOUNT}.", param="shipping_options", code="amount_too_large"
         )
     return clean
 
@@ -197,6 +213,27 @@ def payment_method_types(params: dict[str, Any]) -> list[str]:
     return types or ["card"]
 
 
+def custom_text(params: dict[str, Any]) -> dict[str, dict[str, str] | None]:
+    """Messages Checkout shows at fixed places on its page, each {message} of at most 1200 characters; an empty
+    string leaves a place empty, as on Stripe."""
+    clean: dict[str, dict[str, str] | None] = dict.fromkeys(CUSTOM_TEXT_POSITIONS)
+    if "custom_text" not in params:
+        return clean
+    texts = as_dict(params["custom_text"], "custom_text")
+    reject_unknown(texts, set(CUSTOM_TEXT_POSITIONS), "custom_text")
+    for position, text in texts.items():
+        param = f"custom_text[{position}]"
+        if text == "":
+            continue
+        text = as_dict(text, param)
+        reject_unknown(text, {"message"}, param)
+        message = as_string(text, "message", f"{param}[message]", max_length=CUSTOM_TEXT_MAX_LENGTH)
+        if message is None:
+            raise missing_param(f"{param}[message]")
+        clean[position] = {"message": message}
+    return clean
+
+
 def shipping_address_collection(params: dict[str, Any]) -> dict[str, list[str]] | None:
     if "shipping_address_collection" not in params:
         return None
@@ -210,6 +247,107 @@ def shipping_address_collection(params: dict[str, Any]) -> dict[str, list[str]] 
             param = f"shipping_address_collection[allowed_countries][{index}]"
             raise StripeError(400, f"Invalid {param}: {country} is not a supported country code.", param=param)
     return {"allowed_countries": countries}
+
+
+def shipping_options(
+    params: dict[str, Any], currency: str, address_collection: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Up to five ad-hoc fixed-amount rates in the session's currency; Stripe needs an address to ship them to."""
+    if "shipping_options" not in params:
+        return []
+    options = as_list(params["shipping_options"], "shipping_options")
+    if len(options) > MAX_SHIPPING_OPTIONS:
+        raise StripeError(
+            400, f"You may only specify up to {MAX_SHIPPING_OPTIONS} shipping options.", param="shipping_options"
+        )
+    if options and address_collection is None:
+        raise StripeError(
+            400,
+            "`shipping_options` can only be used when `shipping_address_collection` is also set.",
+            param="shipping_options",
+        )
+    return [shipping_option(option, currency, f"shipping_options[{index}]") for index, option in enumerate(options)]
+
+
+def shipping_option(option: Any, currency: str, param: str) -> dict[str, Any]:
+    option = as_dict(option, param)
+    reject_unknown(option, SHIPPING_OPTION_PARAMS, param)
+    if "shipping_rate" in option:
+        raise StripeError(
+            400,
+            f"No such shipping rate: '{option['shipping_rate']}'",
+            param=f"{param}[shipping_rate]",
+            code="resource_missing",
+        )
+    if "shipping_rate_data" not in option:
+        raise StripeError(
+            400,
+            f"You must specify either `shipping_rate` or `shipping_rate_data` in {param}.",
+            param=param,
+            code="parameter_missing",
+        )
+    rate_param = f"{param}[shipping_rate_data]"
+    rate = as_dict(option["shipping_rate_data"], rate_param)
+    reject_unknown(rate, SHIPPING_RATE_DATA_PARAMS, rate_param)
+    display_name = as_string(rate, "display_name", f"{rate_param}[display_name]", max_length=100)
+    if display_name is None:
+        raise missing_param(f"{rate_param}[display_name]")
+    # Stripe's only type, and its default.
+    as_choice(rate, "type", ("fixed_amount",), f"{rate_param}[type]")
+    if "fixed_amount" not in rate:
+        raise missing_param(f"{rate_param}[fixed_amount]")
+    fixed_param = f"{rate_param}[fixed_amount]"
+    fixed = as_dict(rate["fixed_amount"], fixed_param)
+    reject_unknown(fixed, FIXED_AMOUNT_PARAMS, fixed_param)
+    amount = as_integer(fixed, "amount", f"{fixed_param}[amount]", minimum=0)
+    if amount is None:
+        raise missing_param(f"{fixed_param}[amount]")
+    if amount > MAX_AMOUNT:
+        raise StripeError(
+            400, f"Amount must be no more than {MAX_AMOUNT}.", param=f"{fixed_param}[amount]", code="amount_too_large"
+        )
+    rate_currency = as_string(fixed, "currency", f"{fixed_param}[currency]")
+    if rate_currency is None:
+        raise missing_param(f"{fixed_param}[currency]")
+    if rate_currency.lower() != currency:
+        raise StripeError(
+            400,
+            f"The currency of the shipping rate ({rate_currency.lower()}) must match the currency of the Checkout "
+            f"Session ({currency}).",
+            param=f"{fixed_param}[currency]",
+        )
+    return {
+        "display_name": display_name,
+        "type": "fixed_amount",
+        "fixed_amount": {"amount": amount, "currency": currency},
+        "delivery_estimate": delivery_estimate(rate, f"{rate_param}[delivery_estimate]"),
+        "metadata": metadata(rate, f"{rate_param}[metadata]"),
+        "tax_behavior": as_choice(
+            rate, "tax_behavior", ("exclusive", "inclusive", "unspecified"), f"{rate_param}[tax_behavior]"
+        )
+        or "unspecified",
+        "tax_code": as_string(rate, "tax_code", f"{rate_param}[tax_code]"),
+    }
+
+
+def delivery_estimate(rate: dict[str, Any], param: str) -> dict[str, Any] | None:
+    if "delivery_estimate" not in rate:
+        return None
+    estimate = as_dict(rate["delivery_estimate"], param)
+    reject_unknown(estimate, {"maximum", "minimum"}, param)
+    clean = {}
+    for bound in ("minimum", "maximum"):
+        if bound not in estimate:
+            clean[bound] = None
+            continue
+        value = as_dict(estimate[bound], f"{param}[{bound}]")
+        reject_unknown(value, {"unit", "value"}, f"{param}[{bound}]")
+        unit = as_choice(value, "unit", DELIVERY_ESTIMATE_UNITS, f"{param}[{bound}][unit]")
+        number = as_integer(value, "value", f"{param}[{bound}][value]", minimum=1)
+        if unit is None or number is None:
+            raise missing_param(f"{param}[{bound}][{'unit' if unit is None else 'value'}]")
+        clean[bound] = {"unit": unit, "value": number}
+    return clean
 
 
 def expires_at(params: dict[str, Any], now: int) -> int:

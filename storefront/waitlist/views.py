@@ -36,6 +36,7 @@ from storefront.models import (
 )
 from storefront.payments import PaymentError, gateway
 from storefront.rate_limits import too_many_requests
+from storefront.shop import held
 from storefront.shop.views import checkout_settings_for, describe_refusal, get_release_or_404, shop_buyer_key
 from storefront.unit_of_work import write_transaction
 from storefront.waitlist import bp, mailings, tokens
@@ -321,6 +322,7 @@ def claim_offer(token: str):
         return render_offer(offer, 409, refusal.message)
     except DomainError as refusal:
         return render_offer(offer, 409, refusal.message)
+    held.remember_hold(hold_token)
     try:
         checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, checkout_settings_for(hold_token))
     except CheckoutUnavailable:
@@ -449,6 +451,7 @@ def reserve_early(token: str):
             token=token,
         )
         return page, status
+    held.remember_hold(hold_token)
     try:
         checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, checkout_settings_for(hold_token))
     except CheckoutUnavailable:

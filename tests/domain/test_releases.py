@@ -113,7 +113,10 @@ def test_opening_a_release_makes_its_numbered_units_and_logs_it(session, batch_i
     assert {number for number, status in units.items() if status == "withheld"} == {1, 5, 6, 7}
     assert {status for number, status in units.items() if number not in {1, 5, 6, 7}} == {"available"}
     assert activity(session) == [
-        ("release.opened", "Opened “Carlow Rye, Batch 8, 70 cl”: 30 numbered at €89.00, No. 1, No. 5–7 kept back")
+        (
+            "release.opened",
+            "Opened “Carlow Rye, Batch 8, 70 cl”: 30 numbered at €89.00, free shipping, No. 1, No. 5–7 kept back",
+        )
     ]
     stock = count_stock(session, [release], NOW)[release_id]
     assert (stock.total, stock.available, stock.withheld, stock.sold) == (30, 26, 4, 0)

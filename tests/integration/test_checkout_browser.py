@@ -129,23 +129,23 @@ def test_a_buyer_who_cancels_on_the_simulator_gets_their_unit_back_on_sale(
 
     page.get_by_role("button", name="Cancel", exact=True).click()
 
-    # Stripe's back link only asks: the numbers stay held until the buyer confirms.
-    expect(page.get_by_role("heading", name="You left the payment page")).to_be_visible()
-    assert page.url.startswith(f"{shop_url}/checkout/cancel/")
+    # Stripe's back link leads to the hold's page, which only asks: the numbers stay held until the buyer confirms.
+    expect(page.get_by_role("heading", name=f"No. 1 of {UNITS} is held for you")).to_be_visible()
     session.commit()
     (hold,) = session.scalars(select(Hold)).all()
+    expect(page).to_have_url(f"{shop_url}/holds/{hold.token}")
     assert (hold.status, hold.end_requested) == ("active", None)
     assert unit_statuses(session, release.id) == {"held": 1, "available": UNITS - 1}
     session.commit()
 
-    # The expiry this cancel causes is held back until the buyer has their answer: delivered at once, it may
-    # finish the ending before the cancel does, and the buyer lands on their hold's page instead (which also says
-    # "You cancelled it"; tests/web/checkout/test_hold_endings.py covers that order).
+    # The expiry this cancel causes is held back until the buyer has their answer, so the cancel itself ends the
+    # hold (tests/web/checkout/test_hold_endings.py covers the other order).
     sim_post(stripe_sim, "/_sim/webhooks", {"hold": True})
-    page.get_by_role("button", name="Cancel my hold").click()
+    page.get_by_role("button", name="Cancel this hold").click()
 
-    expect(page).to_have_url(f"{shop_url}/releases/{release.slug}")
-    expect(page.locator(".flashes")).to_contain_text("Your hold is cancelled; the numbers are back on sale.")
+    expect(page).to_have_url(f"{shop_url}/holds/{hold.token}")
+    expect(page.get_by_role("heading", name="You cancelled this hold")).to_be_visible()
+    page.get_by_role("link", name="Back to the release").click()
     expect(page.locator("[data-available]").first).to_have_text(str(UNITS))
     # The expiry the cancel caused reaches the webhook after all; the hold stays recorded as cancelled.
     assert sim_post(stripe_sim, "/_sim/webhooks/flush")["flushed"]

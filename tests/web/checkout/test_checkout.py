@@ -101,7 +101,7 @@ def test_reserving_opens_a_checkout_session_for_exactly_the_held_units(
     # Built from SHOP_URL, never from the Host the request carried (the test client's is "localhost").
     shop_url = app.config["SHOP_URL"]
     assert checkout.success_url == f"{shop_url}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"
-    assert checkout.cancel_url == f"{shop_url}/checkout/cancel/{hold.token}"
+    assert checkout.cancel_url == f"{shop_url}/holds/{hold.token}"  # Stripe's back link: the hold's own page
     assert checkout.shipping_address_collection.allowed_countries == app.config["SHIPPING_COUNTRIES"]
     assert checkout.url == response.headers["Location"]
 
@@ -309,31 +309,35 @@ def test_success_page_for_an_unknown_session_is_404(app, session, client, clock,
 
 
 def cancel_from_stripe(client, token: str):
-    """Follow Stripe's back link to the confirmation page, and press its button."""
-    page = client.get(f"/checkout/cancel/{token}")
+    """Follow Stripe's back link to the hold's page, and press its cancel button."""
+    page = client.get(f"/holds/{token}")
     assert page.status_code == 200
-    return client.post(f"/checkout/cancel/{token}", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
+    return client.post(f"/holds/{token}/cancel", data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
 
 
 def test_stripes_back_link_asks_before_cancelling(app, session, client, stripe_sim, stripe_client, release):
     _response, session_id = reserve_and_follow(client, release, quantity="2")
     hold = hold_for_session(session, session_id)
+    back_link = stripe_client.v1.checkout.sessions.retrieve(session_id).cancel_url
 
     # A link preview or a prefetch of the back link must not cancel the buyer's hold.
     for _ in range(2):
-        page = client.get(f"/checkout/cancel/{hold.token}")
+        page = client.get(urlsplit(back_link).path)
         assert page.status_code == 200
         assert page.headers["Cache-Control"] == "private, no-store"
 
     text = page.get_data(as_text=True)
-    assert "You left the payment page" in text
-    assert "Nothing has been charged" in text
+    assert "No. 1 and No. 2 of 240 are held for you" in text
+    assert "Nothing is charged until you do" in text
     assert f'href="{hold.payment_url}"' in text  # back to the same payment page
-    assert f'action="/checkout/cancel/{hold.token}"' in text
+    assert f'action="/holds/{hold.token}/cancel"' in text
     hold = hold_for_session(session, session_id)
     assert (hold.status, hold.end_requested) == ("active", None)
     assert numbers_with_status(session, release.id, UnitStatus.HELD) == [1, 2]
     assert stripe_client.v1.checkout.sessions.retrieve(session_id).status == "open"
+    # Sessions opened before the back link led to the hold's page still find it.
+    old_link = client.get(f"/checkout/cancel/{hold.token}")
+    assert (old_link.status_code, old_link.headers["Location"]) == (303, f"/holds/{hold.token}")
     assert client.get("/checkout/cancel/no-such-hold").status_code == 404
 
 
@@ -346,10 +350,11 @@ def test_cancelling_on_stripe_releases_the_hold_and_expires_the_session(
     response = cancel_from_stripe(client, hold.token)
 
     assert response.status_code == 303
-    assert response.headers["Location"] == f"/releases/{release.slug}"
+    assert response.headers["Location"] == f"/holds/{hold.token}"
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Your hold is cancelled; the numbers are back on sale." in page
-    assert "<span data-available>240</span> of <span data-total>240</span> left" in page
+    assert "You cancelled this hold" in page and "Your numbers are back on sale" in page
+    release_page = client.get(f"/releases/{release.slug}").get_data(as_text=True)
+    assert "<span data-available>240</span> of <span data-total>240</span> left" in release_page
     hold = hold_for_session(session, session_id)
     assert (hold.status, hold.end_reason) == ("released", "cancelled")
     assert numbers_with_status(session, release.id, UnitStatus.HELD) == []
@@ -361,15 +366,16 @@ def test_cancelling_on_stripe_releases_the_hold_and_expires_the_session(
     assert post_event(client, expired).status_code == 200
     assert hold_for_session(session, session_id).end_reason == "cancelled"
 
-    # Back on the confirmation page later (the back button): the hold has ended, so it shows the hold instead.
+    # An old confirmation address (the back button): it shows the hold.
     again = client.get(f"/checkout/cancel/{hold.token}")
     assert again.status_code == 303
     assert again.headers["Location"] == f"/holds/{hold.token}"
-    repeated = client.post(f"/checkout/cancel/{hold.token}", data={"csrf_token": csrf_token_from(page)})
+    repeated = client.post(f"/checkout/cancel/{hold.token}", data={"csrf_token": csrf_token_from(release_page)})
     assert repeated.status_code == 303
     assert repeated.headers["Location"] == f"/holds/{hold.token}"
     assert numbers_with_status(session, release.id, UnitStatus.AVAILABLE) == list(range(1, 241))
-    assert client.post("/checkout/cancel/no-such-hold", data={"csrf_token": csrf_token_from(page)}).status_code == 404
+    token = csrf_token_from(release_page)
+    assert client.post("/checkout/cancel/no-such-hold", data={"csrf_token": token}).status_code == 404
     assert audit(session, app.config["CLOCK"]()) == []
 
 

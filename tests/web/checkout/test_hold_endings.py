@@ -60,22 +60,25 @@ def test_cancelling_on_the_hold_page_closes_the_payment_page_first(app, session,
     assert (hold.status, hold.end_reason, hold.payment_status) == ("released", "cancelled", "expired")
     assert numbers_with_status(session, release_id, UnitStatus.AVAILABLE) == [1, 2, 3]
     page = client.get(f"/holds/{hold.token}").get_data(as_text=True)
-    assert "You cancelled it" in page and "ran out of time" not in page
+    assert "You cancelled this hold" in page and "ran out of time" not in page
     assert audit(session, clock()) == []
 
 
 def test_the_payment_pages_back_link_asks_before_cancelling(app, session, client, clock, stripe_sim, release_id):
     hold = hold_with_checkout(app, release_id, "ann@example.com", clock())
 
-    # A link preview or a browser's prefetch follows the link: nothing may change.
+    # A link preview or a browser's prefetch follows the link (the hold's page, or an old session's confirmation
+    # address, which now leads there): nothing may change.
     for _ in range(2):
-        page = client.get(f"/checkout/cancel/{hold.token}")
+        assert client.get(f"/checkout/cancel/{hold.token}").headers["Location"] == f"/holds/{hold.token}"
+        page = client.get(f"/holds/{hold.token}")
         assert page.status_code == 200
     assert session.get(Hold, hold.id).status == "active"
     assert session_status(stripe_sim, hold.payment_session_id) == "open"
     html = page.get_data(as_text=True)
-    assert f'action="/checkout/cancel/{hold.token}"' in html and hold.payment_url in html
+    assert f'action="/holds/{hold.token}/cancel"' in html and hold.payment_url in html
 
+    # A confirmation page left open from before still cancels.
     response = client.post(f"/checkout/cancel/{hold.token}", data={"csrf_token": csrf_token_from(html)})
 
     assert response.status_code == 303
@@ -132,7 +135,8 @@ def test_a_cancel_the_gateway_cannot_confirm_keeps_the_numbers_held_until_the_sw
     # The session may still be paid: its numbers must not go back on sale yet.
     assert (hold.status, hold.end_requested) == ("active", "cancelled")
     assert numbers_with_status(session, release_id, UnitStatus.HELD) == [1]
-    assert "Cancelling your hold" in client.get(f"/holds/{hold.token}").get_data(as_text=True)
+    page = client.get(f"/holds/{hold.token}").get_data(as_text=True)
+    assert "You cancelled this hold" in page and "Closing your payment page" in page
 
     requests.delete(f"{stripe_sim.url}/_sim/faults", timeout=5)
     report = flows.sweep_holds(db.session, gateway(), clock())  # before its time: a requested end is swept too

@@ -209,6 +209,7 @@ def test_the_link_reserves_only_in_its_window_and_for_the_address_it_was_sent_to
     assert forwarded.status_code == 303 and forwarded.headers["Location"].startswith(f"{stripe_sim.url}/pay/")
     (hold,) = holds_of(session)
     assert (hold.buyer_email, hold.quantity, hold.payment_url) == ("ann@example.com", 2, forwarded.headers["Location"])
+    assert "You hold No. 1–2" in friend.get("/").get_data(as_text=True)  # the banner of the browser that reserved
     over = reserve_early(ann, ann_link, quantity="1")
     assert over.status_code == 409
     assert "You already have the limit of 2 from this release." in over.get_data(as_text=True)

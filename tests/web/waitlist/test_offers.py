@@ -257,6 +257,7 @@ def test_a_cancelled_number_goes_down_the_line_until_a_waiter_buys_it(
     assert PAYMENT_PAGE.search(payment_url) and payment_url.startswith(stripe_sim.url)
     again = answer_offer(bob_browser, bob_path, "claim", bob_token)  # a double click, or the back button
     assert (again.status_code, again.headers["Location"]) == (303, payment_url)
+    assert f'href="{payment_url}" data-hold-continue' in bob_browser.get("/").get_data(as_text=True)  # his banner
     claimed_page = bob_browser.get(bob_path).get_data(as_text=True)
     assert "You claimed No. 1" in claimed_page and "Continue to payment" in claimed_page
     second_thoughts = answer_offer(bob_browser, bob_path, "decline", bob_token)  # the page from before the claim
@@ -456,13 +457,12 @@ def test_leaving_the_payment_page_of_a_claimed_offer_passes_the_number_on(
     claimed = answer_offer(client, offer_path(offer_mails(smtp_server, "ann@example.com")[0]), "claim")
     hold = session.scalar(select(Hold).where(Hold.payment_url == claimed.headers["Location"]))
 
-    # Stripe's back link leads to the shop's confirmation page; Ann confirms she is not buying.
-    page = client.get(f"/checkout/cancel/{hold.token}")
-    response = client.post(
-        f"/checkout/cancel/{hold.token}", data={"csrf_token": csrf_from(page.get_data(as_text=True))}
-    )
+    # Stripe's back link leads to the hold's page; Ann confirms there she is not buying.
+    page = client.get(f"/holds/{hold.token}")
+    response = client.post(f"/holds/{hold.token}/cancel", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
 
     assert response.status_code == 303
+    assert "You passed your number on" in client.get(f"/holds/{hold.token}").get_data(as_text=True)
     first, second = offers_of(session, release.id)
     assert first.status == OfferStatus.DECLINED
     assert (second.entry_id, second.status) == (bob.id, OfferStatus.LIVE)
