@@ -105,15 +105,20 @@ def local_datetime_text(moment: datetime, zone: tzinfo) -> str:
     return f"{local:%a} {local.day} {local:%B %Y, %H:%M} {local.tzname()}"
 
 
-def number_ranges(numbers: Iterable[int]) -> str:
-    """Write held numbers as a person reads them: "No. 13", "No. 13–14", "No. 3–5, 9"."""
+def consecutive_runs(numbers: Iterable[int]) -> list[list[int]]:
+    """Group numbers into runs of consecutive ones, each once, in order: [3, 4, 5, 9] -> [[3, 4, 5], [9]]."""
     runs: list[list[int]] = []
     for number in sorted(set(numbers)):
         if runs and number == runs[-1][-1] + 1:
             runs[-1].append(number)
         else:
             runs.append([number])
-    parts = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    return runs
+
+
+def number_ranges(numbers: Iterable[int]) -> str:
+    """Write held numbers as a person reads them: "No. 13", "No. 13–14", "No. 3–5, 9"."""
+    parts = [f"{run[0]}–{run[-1]}" if len(run) > 1 else str(run[0]) for run in consecutive_runs(numbers)]
     return f"No. {', '.join(parts)}" if parts else "no numbers"
 
 

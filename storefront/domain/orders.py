@@ -19,6 +19,7 @@ from storefront.database import require_write_transaction
 from storefront.domain.activity import Actor, record_activity
 from storefront.domain.errors import DomainError
 from storefront.models import FulfilmentStatus, Order, OrderEvent, OrderStatus, Unit
+from storefront.text import consecutive_runs
 
 # The statuses a producer filters by, in the order a drop moves through them.
 ORDER_STATUSES = ("paid", "packed", "shipped", "refunding", "refunded")
@@ -114,12 +115,7 @@ def numbers_text(numbers: Iterable[int], total: int) -> str:
 
     Runs of three or more consecutive numbers become ranges; an order without units says so.
     """
-    runs: list[list[int]] = []
-    for number in sorted(set(numbers)):
-        if runs and number == runs[-1][-1] + 1:
-            runs[-1].append(number)
-        else:
-            runs.append([number])
+    runs = consecutive_runs(numbers)
     if not runs:
         return "no numbers"
     parts = []

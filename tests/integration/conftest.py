@@ -4,7 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import LiveServer
+from tests.integration.helpers import free_port
 from tests.integration.smtp import SmtpServer
+from tests.payments import sim_post
 
 
 @pytest.fixture
@@ -39,3 +42,20 @@ def screen_page(browser, screen: str):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def shop_port() -> int:
+    """The port the live shop listens on: a module names it in SHOP_URL (app_overrides) before the app is made."""
+    return free_port()
+
+
+@pytest.fixture
+def paying_live_server(app, shop_port: int, stripe_sim) -> Iterator[LiveServer]:
+    """The shop at SHOP_URL's port with the simulator's signed webhooks delivered to it; at the end, none is left
+    undelivered (a test that ends mid-payment would otherwise leak into the next)."""
+    server = LiveServer(app, port=shop_port).start()
+    sim_post(stripe_sim, "/_sim/webhooks", {"url": f"{server.url}/stripe/webhook", "hold": False})
+    yield server
+    assert stripe_sim.wait_for_deliveries(timeout=10), "the simulator still had webhooks to deliver"
+    server.stop()

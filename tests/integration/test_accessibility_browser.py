@@ -23,10 +23,9 @@ from storefront.domain.accounts import create_producer
 from storefront.models import Order, ShopPage, ShopPageKind, ShopSettings, Subscriber, WaitlistEntry
 from storefront.unit_of_work import write_transaction
 from storefront.waitlist.tokens import confirmation_url
-from tests.conftest import LiveServer
 from tests.factories import make_batch, make_release
-from tests.integration.helpers import claim_committed, free_port, release_committed
-from tests.payments import hold_with_checkout, pay, sim_post
+from tests.integration.helpers import claim_committed, release_committed
+from tests.payments import hold_with_checkout, pay
 
 pytestmark = pytest.mark.browser
 
@@ -49,23 +48,13 @@ def database_url(tmp_path) -> str:
 
 
 @pytest.fixture
-def shop_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
 def app_overrides(shop_port: int) -> dict:
     return {"SHOP_URL": f"http://127.0.0.1:{shop_port}"}
 
 
 @pytest.fixture
-def live_server(app, shop_port: int, stripe_sim):
-    """The shop at SHOP_URL, with the simulator's webhooks delivered to it."""
-    server = LiveServer(app, port=shop_port).start()
-    sim_post(stripe_sim, "/_sim/webhooks", {"url": f"{server.url}/stripe/webhook", "hold": False})
-    yield server
-    assert stripe_sim.wait_for_deliveries(timeout=10), "the simulator still had webhooks to deliver"
-    server.stop()
+def live_server(paying_live_server):
+    return paying_live_server
 
 
 @dataclass(frozen=True)

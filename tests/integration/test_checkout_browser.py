@@ -20,7 +20,6 @@ from sqlalchemy import select
 from storefront.models import Hold, Order
 from tests.conftest import LiveServer
 from tests.factories import make_release
-from tests.integration.helpers import free_port
 from tests.integration.smtp import Delivery, SmtpServer
 from tests.payments import sim_post, unit_statuses
 
@@ -29,11 +28,6 @@ pytestmark = pytest.mark.browser
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 UNITS = 24
 BUYER = "ann@example.com"
-
-
-@pytest.fixture
-def shop_port() -> int:
-    return free_port()
 
 
 @pytest.fixture

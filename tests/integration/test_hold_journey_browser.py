@@ -19,17 +19,11 @@ from sqlalchemy import select
 from storefront.models import Hold
 from tests.conftest import LiveServer
 from tests.factories import make_release
-from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.browser
 
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 BUYER = "ann@example.com"
-
-
-@pytest.fixture
-def shop_port() -> int:
-    return free_port()
 
 
 @pytest.fixture

@@ -16,12 +16,9 @@ from storefront.domain.accounts import create_producer
 from storefront.domain.audit import audit
 from storefront.models import WaitlistOffer
 from storefront.unit_of_work import write_transaction
-from tests.conftest import LiveServer
 from tests.factories import make_release
-from tests.integration.helpers import free_port
 from tests.integration.smtp import SmtpServer
 from tests.integration.test_orders_browser import buy, open_order, sign_in
-from tests.payments import sim_post
 
 pytestmark = pytest.mark.browser
 
@@ -34,22 +31,13 @@ UNITS = 2
 
 
 @pytest.fixture
-def shop_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
 def app_overrides(smtp_server: SmtpServer, shop_port: int) -> dict:
     return {"MAIL_URL": smtp_server.url, "SHOP_URL": f"http://127.0.0.1:{shop_port}"}
 
 
 @pytest.fixture
-def live_server(app, shop_port: int, stripe_sim):
-    server = LiveServer(app, port=shop_port).start()
-    sim_post(stripe_sim, "/_sim/webhooks", {"url": f"{server.url}/stripe/webhook", "hold": False})
-    yield server
-    assert stripe_sim.wait_for_deliveries(timeout=10), "the simulator still had webhooks to deliver"
-    server.stop()
+def live_server(paying_live_server):
+    return paying_live_server
 
 
 def link_in(text: str, path: str) -> str:
