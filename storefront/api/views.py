@@ -48,6 +48,15 @@ def release_or_json_404(slug: str) -> Release:
     return release
 
 
+def picking_release_or_json_404(slug: str) -> Release:
+    """A release whose buyers may pick their number: the others publish no map of their numbers (and a long run's
+    ranges are not a query anyone may run for nothing)."""
+    release = release_or_json_404(slug)
+    if not release.allow_number_choice:
+        abort(404, description="This release does not let buyers pick a number.")
+    return release
+
+
 def fresh_json(payload: dict, status: int = 200):
     response = jsonify(payload)
     response.status_code = status
@@ -59,7 +68,7 @@ def fresh_json(payload: dict, status: int = 200):
 @bp.get("/releases/<slug>/numbers")
 def show_free_numbers(slug: str):
     """Return a release's free numbers as ranges, with how many are free, as JSON."""
-    release = release_or_json_404(slug)
+    release = picking_release_or_json_404(slug)
     found = free_numbers(db.session, release.id, clock.now(), limit=NUMBER_RANGES_LISTED)
     return fresh_json(
         {
@@ -78,7 +87,7 @@ def show_number_status(slug: str, number: str):
     """Say whether one number of a release is free, and which free number to offer when it is not."""
     if not NUMBER_IN_PATH.fullmatch(number):
         abort(400, description="Ask for a number in digits, such as 17.")
-    release = release_or_json_404(slug)
+    release = picking_release_or_json_404(slug)
     status = number_status(db.session, release, int(number), clock.now())
     payload = {"number": status.number, "status": str(status.state), "next_free": status.next_free}
     if status.state is NumberState.NOT_IN_RUN:

@@ -37,15 +37,18 @@ def show_success():
             except PaymentError as error:
                 log.warning("Success page could not confirm %s yet: %s", session_id, error)
             order = find_order(session_id)
+    # One buyer's page (their name and address once paid): never kept by a shared cache.
+    private = {"Cache-Control": "private, no-store"}
     if order is None and find_unmatched(session_id) is not None:
         # Paid, but not what the shop asked for: it is being refunded. Say so instead of "confirming" for ever.
-        return render_template("checkout/show_unmatched.html", hold=hold), 200
+        return render_template("checkout/show_unmatched.html", hold=hold), 200, private
     if order is None:
         # Paid but not yet confirmed, or the gateway is slow: the page refreshes itself.
-        return render_template("checkout/show_pending.html", hold=hold), 202
-    return render_template(
+        return render_template("checkout/show_pending.html", hold=hold), 202, private
+    page = render_template(
         "checkout/show_success.html", order=order, release=order.release, details=order_details(db.session, order)
     )
+    return page, 200, private
 
 
 def find_order(session_id: str) -> Order | None:

@@ -574,9 +574,12 @@ def retry_failed_refund(session: Session, refund_id: int, now: datetime) -> Refu
     if refund is None or refund.status != RefundStatus.FAILED:
         raise ValueError("Only a failed refund can be retried.")
     order = refund.order
+    left_over = 0
     if order is not None:
-        if refund_totals(session, order.id).live + refund.amount > order.amount_total:
+        live = refund_totals(session, order.id).live
+        if live + refund.amount > order.amount_total:
             raise ValueError("Trying it again would refund more than the order was paid.")
+        left_over = order.amount_total - live - refund.amount
         for line in refund.lines:
             if line.voided_at is None:
                 continue
@@ -598,7 +601,21 @@ def retry_failed_refund(session: Session, refund_id: int, now: datetime) -> Refu
     refund.retry_until = now + REFUND_RETRY_WINDOW
     refund.updated_at = now
     session.flush()
+    if order is not None and refund.lines and left_over > 0 and not units_left_unrefunded(session, order):
+        # Its units are now the order's last: the shipping would have gone back with them had they been asked for
+        # last. This refund keeps its amount (its idempotency key was sent with it), so the rest goes on its own.
+        queue_refund(session, order.payment_intent_id, left_over, order.currency, refund.reason, now, order=order)
     return refund
+
+
+def units_left_unrefunded(session: Session, order: Order) -> bool:
+    """Whether the order still owns a sold unit that no live refund line covers."""
+    covered = select(RefundLine.unit_id).where(RefundLine.order_id == order.id, RefundLine.voided_at.is_(None))
+    return bool(
+        session.scalar(
+            select(exists().where(Unit.order_id == order.id, Unit.status == UnitStatus.SOLD, Unit.id.not_in(covered)))
+        )
+    )
 
 
 # --- The order's money status ---------------------------------------------------------------------------------

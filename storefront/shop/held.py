@@ -29,8 +29,9 @@ from storefront.text import local_clock_text, number_ranges
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "holds"
-# A buyer rarely holds more than one or two releases at once; the cookie stays small.
-REMEMBERED_HOLDS = 3
+# A buyer rarely holds more than one or two releases at once, but a hold pushed out of this list would be lost to
+# the banner while still active: ten tokens of 24 characters keep the cookie small. Ended ones are dropped as seen.
+REMEMBERED_HOLDS = 10
 TOKEN_MAX_LENGTH = 40
 # Pages where the banner would only repeat what the page says, or that are not the buyer's side of the shop.
 NO_BANNER_BLUEPRINTS = {"producer"}

@@ -20,12 +20,12 @@ from storefront.domain.fulfilment import (
 )
 from storefront.domain.inventory import held_numbers
 from storefront.domain.orders import OrderFilter
-from storefront.domain.refunds import RefundRefused, refund_options
+from storefront.domain.refunds import RefundRefused, refund_options, retry_failed_refund
 from storefront.models import Hold, Order, Release
 from storefront.unit_of_work import write_transaction
 from tests.factories import make_release
 from tests.integration.helpers import claim_committed, release_committed
-from tests.refund_data import ask_refund, fresh, send
+from tests.refund_data import ask_refund, fresh, refuse, send
 
 ON_SALE = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 PRICE, SHIPPING = 8900, 600
@@ -179,6 +179,40 @@ def test_the_refund_of_the_last_unit_carries_the_shipping(session, clock):
     assert audit(session, clock()) == []
     with pytest.raises(RefundRefused):
         ask_refund(session, order, [1], clock())
+
+
+def test_a_failed_refund_retried_after_the_other_units_were_refunded_still_returns_the_shipping(session, clock):
+    # No. 1's refund fails, so No. 2's is not the last; retrying No. 1's makes it the last, and its amount cannot
+    # change (its idempotency key went out with it): the shipping goes back as a refund of its own.
+    release = shipped_release(session)
+    order = paid(session, hold_at_checkout(session, release, "ann@example.com", clock(), quantity=2), clock()).order
+    first = ask_refund(session, order, [1], clock())
+    refuse(session, first.id, "card expired", clock())
+    second = ask_refund(session, order, [2], clock())
+    send(session, second.id, "re_second", clock())
+    assert second.amount == PRICE
+
+    with write_transaction(session):
+        retry_failed_refund(session, first.id, clock())
+    send(session, first.id, "re_first", clock())
+    (rest,) = [refund for refund in fresh(session, Order, order.id).refunds if refund.id not in (first.id, second.id)]
+    assert (rest.amount, rest.lines) == (SHIPPING, [])
+    send(session, rest.id, "re_rest", clock())
+
+    order = fresh(session, Order, order.id)
+    assert order.status == "refunded"
+    assert sum(refund.amount for refund in order.refunds) == order.amount_total == 2 * PRICE + SHIPPING
+    assert audit(session, clock()) == []
+
+
+def test_retrying_a_refund_that_is_not_the_last_adds_nothing(session, clock):
+    release = shipped_release(session)
+    order = paid(session, hold_at_checkout(session, release, "ann@example.com", clock(), quantity=2), clock()).order
+    first = ask_refund(session, order, [1], clock())
+    refuse(session, first.id, "card expired", clock())
+    with write_transaction(session):
+        retry_failed_refund(session, first.id, clock())
+    assert [refund.id for refund in fresh(session, Order, order.id).refunds] == [first.id]
 
 
 def test_the_auditor_finds_an_order_whose_total_leaves_out_its_shipping(session, clock):

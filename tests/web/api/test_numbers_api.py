@@ -18,7 +18,7 @@ def on_sale(clock):
 
 @pytest.fixture
 def release(session, clock):
-    release = make_release(session, units=20, on_sale_at=ON_SALE, withheld=[20])
+    release = make_release(session, units=20, on_sale_at=ON_SALE, withheld=[20], allow_number_choice=True)
     for number in (5, 6, 9):
         claim_committed(session, release.id, 1, f"buyer{number}@example.com", clock(), number=number)
     return release
@@ -82,3 +82,13 @@ def test_an_unknown_release_is_a_json_404(client, path):
 
     assert response.status_code == 404
     assert response.get_json()["error"] == "Not Found"
+
+
+@pytest.mark.parametrize("path", ["numbers", "numbers/3"])
+def test_a_release_without_number_picking_publishes_no_map_of_its_numbers(client, session, path):
+    release = make_release(session, units=20, on_sale_at=ON_SALE, allow_number_choice=False)
+
+    response = client.get(f"/api/releases/{release.slug}/{path}")
+
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "This release does not let buyers pick a number."

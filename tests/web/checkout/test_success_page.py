@@ -35,6 +35,8 @@ def paid_success_page(app, client, stripe_sim, release_id: int, now, address: di
     assert post_event(client, completed).status_code == 200
     page = client.get(f"/checkout/success?session_id={hold.payment_session_id}")
     assert page.status_code == 200
+    # The buyer's name and address: never kept by a shared cache.
+    assert page.headers["Cache-Control"] == "private, no-store"
     return page.get_data(as_text=True)
 
 
