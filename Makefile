@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 export FLASK_APP := wsgi
 
-.PHONY: run test lint format worker db demo bench lighthouse clean
+.PHONY: run serve test lint format worker db demo bench lighthouse clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ demo: db
 ## with a task worker beside it, and the Stripe simulator when no STRIPE_SECRET_KEY is set.
 run: demo
 	$(BIN)/flask storefront dev --host $(HOST) --port $(PORT)
+
+## make serve: the production server (gunicorn.conf.py: threaded workers, pools checked against PostgreSQL's
+## max_connections) on http://$(HOST):$(PORT) against DATABASE_URL, after `flask db upgrade`. Production settings by
+## default (make reads STOREFRONT_ENV from the environment or its command line, not from .env), so it needs
+## SECRET_KEY, STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and SHOP_URL; on your own machine:
+## `make serve STOREFRONT_ENV=development`. Sizing: WEB_CONCURRENCY, WEB_THREADS (README, "Deploying").
+serve: export STOREFRONT_ENV ?= production
+serve: db
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 worker: $(VENV)/.installed-run
 	$(BIN)/flask storefront worker

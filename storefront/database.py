@@ -13,7 +13,9 @@ SQLITE_IMMEDIATE = "sqlite_begin_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def engine_options(database_uri: str, pool_size: int, max_overflow: int) -> dict[str, Any]:
+def engine_options(
+    database_uri: str, pool_size: int, max_overflow: int, prepare_threshold: int | None = 5
+) -> dict[str, Any]:
     """Return create_engine() options suited to the database behind `database_uri`."""
     url = make_url(database_uri)
     if url.get_backend_name() == "sqlite":
@@ -23,6 +25,8 @@ def engine_options(database_uri: str, pool_size: int, max_overflow: int) -> dict
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": 30,
+        # None: never a server-side prepared statement (pgbouncer in transaction mode; config.py).
+        "connect_args": {"prepare_threshold": prepare_threshold},
     }
 
 
