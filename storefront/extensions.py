@@ -1,5 +1,6 @@
 """Flask extensions: created here without an app, initialised in `create_app()`."""
 
+from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -27,3 +28,5 @@ login_manager = LoginManager()
 # limits: each limited view says what it limits. get_remote_address sees the client's address once PROXY_FIX is set.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 csrf = CSRFProtect()
+# Settings in storefront/compression.py: text responses only, never a streamed CSV export.
+compress = Compress()

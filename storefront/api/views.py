@@ -1,10 +1,12 @@
 import re
+from datetime import datetime
 
 from flask import abort, jsonify
 from sqlalchemy import select
 
 from storefront import clock
 from storefront.api import bp
+from storefront.api.stock_cache import stock_cache
 from storefront.domain.numbers import NumberState, free_numbers, number_status
 from storefront.domain.stock import describe_releases
 from storefront.extensions import db
@@ -15,25 +17,32 @@ from storefront.text import iso_utc
 @bp.get("/releases/<slug>")
 def show_release_stock(slug: str):
     """Return a release's status and counts as JSON."""
-    release = db.session.scalar(select(Release).where(Release.slug == slug))
-    if release is None:
+    now = clock.now()
+    payload = stock_cache().answer(slug, now, lambda: count_release_stock(slug, now))
+    if payload is None:
         abort(404, description=f"No release with slug {slug!r}.")
-    (view,) = describe_releases(db.session, [release], clock.now())
-    response = jsonify(
-        {
-            "slug": release.slug,
-            "status": str(view.status),
-            "total": view.stock.total,
-            "available": view.stock.available,
-            "held": view.stock.held,
-            "sold": view.stock.sold,
-            "on_sale_at": iso_utc(release.on_sale_at),
-            "off_sale_at": iso_utc(release.off_sale_at),
-        }
-    )
+    response = jsonify(payload)
     # Counts change every second during a drop; a short shared cache would still show stale stock.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def count_release_stock(slug: str, now: datetime) -> dict | None:
+    """The release's status and counts as the API shows them, or None when there is no such release."""
+    release = db.session.scalar(select(Release).where(Release.slug == slug))
+    if release is None:
+        return None
+    (view,) = describe_releases(db.session, [release], now)
+    return {
+        "slug": release.slug,
+        "status": str(view.status),
+        "total": view.stock.total,
+        "available": view.stock.available,
+        "held": view.stock.held,
+        "sold": view.stock.sold,
+        "on_sale_at": iso_utc(release.on_sale_at),
+        "off_sale_at": iso_utc(release.off_sale_at),
+    }
 
 
 # A fragmented run of 100,000 has up to 50,000 ranges; the answer names the first ones and counts them all.

@@ -272,6 +272,9 @@ def show_feed():
     )
     response = make_response(page)
     response.headers["Content-Type"] = "application/atom+xml; charset=utf-8"
+    if entries:
+        # Feed readers ask again with If-Modified-Since; cache headers and the 304 are storefront/http_caching.py's.
+        response.last_modified = entries[0].updated
     return response
 
 

@@ -85,7 +85,7 @@ def test_the_page_lists_the_orders_units_with_their_boxes(producer_client, sessi
     assert json.loads(html.unescape(amounts)) == ["€0.00", "€89.00", "€178.00"]
     assert "<dd data-remaining>€178.00</dd>" in text
     assert "Lost in transit" in text and "Buyer cancelled" in text
-    assert 'src="/static/js/refund_form.js"' in text
+    assert 'src="/static/js/refund_form.js?v=' in text
     assert "style=" not in text
 
 

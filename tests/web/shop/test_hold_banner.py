@@ -102,7 +102,7 @@ def test_another_browser_sees_no_banner_and_costs_no_query(app, session, client,
 
     assert banner_of(home) == ""
     assert "You hold" not in home.get_data(as_text=True)
-    assert "private" not in home.headers.get("Cache-Control", "")
+    assert "no-store" not in home.headers.get("Cache-Control", "")
     assert not [statement for statement in sent if "hold.token" in statement]
 
 
@@ -116,7 +116,7 @@ def test_cancel_from_the_banner_leads_to_the_hold_page_and_the_banner_goes(app, 
     assert "You cancelled this hold" in client.get(response.headers["Location"]).get_data(as_text=True)
     home = client.get("/")
     assert banner_of(home) == ""
-    assert "private" not in home.headers.get("Cache-Control", "")
+    assert "no-store" not in home.headers.get("Cache-Control", "")
     with client.session_transaction() as cookie:
         assert cookie.get("holds") is None  # the ended hold's token is dropped, not carried for ever
 
