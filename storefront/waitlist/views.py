@@ -2,7 +2,8 @@
 
 Joining never tells whether an address is already on the list: new, pending and confirmed addresses all get the same
 redirect to the same page, and only the mail (or its absence) differs, which only the mailbox's owner sees. Joins
-are limited per client IP and per address (WAITLIST_LIMIT_PER_IP, WAITLIST_LIMIT_PER_EMAIL).
+are limited per client IP and per address (WAITLIST_LIMIT_PER_IP, WAITLIST_LIMIT_PER_EMAIL); claiming an offer and
+reserving early draw on the release page's reserve allowances (storefront.shop.limits).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from storefront.models import (
 from storefront.payments import PaymentError, gateway
 from storefront.rate_limits import too_many_requests
 from storefront.shop import held
+from storefront.shop.limits import buyer_limit_key, reserve_limit_by_buyer, reserve_limit_by_ip
 from storefront.shop.views import checkout_settings_for, describe_refusal, get_release_or_404, shop_buyer_key
 from storefront.unit_of_work import write_transaction
 from storefront.waitlist import bp, mailings, tokens
@@ -78,6 +80,28 @@ def submitted_email() -> str:
 # Shared by both join forms: one allowance per client and per address, whichever list they join.
 join_limit_by_ip = limiter.shared_limit(join_limit_per_ip, scope="waitlist-join-ip")
 join_limit_by_email = limiter.shared_limit(join_limit_per_email, scope="waitlist-join-email", key_func=submitted_email)
+
+
+def early_access_buyer() -> str:
+    """The buyer an early-access link was sent to, whose allowance its reserve draws on (shop.limits)."""
+    token = (request.view_args or {}).get("token", "")
+    try:
+        entry_id, _release_id = tokens.read_early_access_token(token)
+    except tokens.InvalidLink:
+        return buyer_limit_key(f"link:{token[:64]}")
+    key = db.session.scalar(select(WaitlistEntry.buyer_key).where(WaitlistEntry.id == entry_id))
+    return buyer_limit_key(key if key is not None else f"entry:{entry_id}")
+
+
+def offered_buyer() -> str:
+    """The buyer a number was offered to, whose allowance its claim draws on (shop.limits)."""
+    token = (request.view_args or {}).get("token", "")[:64]
+    key = db.session.scalar(
+        select(WaitlistEntry.buyer_key)
+        .join(WaitlistOffer, WaitlistOffer.entry_id == WaitlistEntry.id)
+        .where(WaitlistOffer.token == token)
+    )
+    return buyer_limit_key(key if key is not None else f"offer:{token}")
 
 
 def get_product_or_404(slug: str) -> Product:
@@ -305,6 +329,8 @@ def show_offer(token: str):
 
 
 @bp.post("/offers/<token>/claim")
+@reserve_limit_by_ip
+@reserve_limit_by_buyer(offered_buyer)
 def claim_offer(token: str):
     """Claim the offered number and go straight to payment; claiming twice returns to the same payment page."""
     offer = get_offer_or_404(token)
@@ -417,6 +443,8 @@ def show_early_access(token: str):
 
 
 @bp.post("/early/<token>")
+@reserve_limit_by_ip
+@reserve_limit_by_buyer(early_access_buyer)
 def reserve_early(token: str):
     """Reserve with early access: for the link's own address and within its limit, whoever holds the link."""
     found, problem = early_access_or_problem(token)
@@ -464,7 +492,14 @@ def reserve_early(token: str):
 
 @bp.errorhandler(429)
 def explain_too_many_joins(error):
-    """Say plainly that joining from here is paused for a while, instead of a bare 429."""
+    """Say plainly that joining (or reserving) from here is paused for a while, instead of a bare 429."""
+    token = (request.view_args or {}).get("token", "")
+    if request.endpoint == "waitlist.claim_offer":
+        back_url = url_for("waitlist.show_offer", token=token)
+        return too_many_requests("shop/too_many_reserves.html", back_url=back_url, back_label="Back to your offer")
+    if request.endpoint == "waitlist.reserve_early":
+        back_url = url_for("waitlist.show_early_access", token=token)
+        return too_many_requests("shop/too_many_reserves.html", back_url=back_url, back_label="Back to early access")
     return too_many_requests("waitlist/too_many_joins.html")
 
 
