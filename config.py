@@ -56,6 +56,18 @@ def env_int_list(name: str, default: list[int]) -> list[int]:
         raise RuntimeError(f"{name} must be comma-separated integers, got {os.environ.get(name)!r}") from error
 
 
+def parse_prepare_threshold(raw: str) -> int | None:
+    """Read DATABASE_PREPARE_THRESHOLD: empty for psycopg's default (5 runs), "none" to never prepare, else a count."""
+    raw = raw.strip().lower()
+    if raw in {"none", "off"}:
+        return None
+    if not raw:
+        return 5
+    if raw.isdigit():
+        return int(raw)
+    raise RuntimeError(f"DATABASE_PREPARE_THRESHOLD must be a whole number or 'none', got {raw!r}")
+
+
 PROXY_FIX_HEADERS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
 
 
@@ -124,6 +136,10 @@ class Config:
     # the server's max_connections (see README, "Running a drop").
     DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10)
     DATABASE_MAX_OVERFLOW = env_int("DATABASE_MAX_OVERFLOW", 5)
+    # psycopg prepares a statement on the server once a connection has run it this many times. Behind pgbouncer in
+    # transaction mode the next transaction may get another server connection, which never saw it: set "none" there,
+    # unless pgbouncer is 1.21 or later with max_prepared_statements above 0 (README, "Deploying").
+    DATABASE_PREPARE_THRESHOLD = parse_prepare_threshold(os.environ.get("DATABASE_PREPARE_THRESHOLD", ""))
 
     # Where producer photos live; served at /media/<path>. Never inside static/, which is code.
     UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER") or str(INSTANCE_DIR / "uploads")
@@ -136,6 +152,12 @@ class Config:
     PHOTO_JPEG_QUALITY = env_int("PHOTO_JPEG_QUALITY", 82)
 
     HOLD_MINUTES = env_int("HOLD_MINUTES", 10)
+    # Per-process caches of the reserve POST, in seconds (0 turns one off): a release's rules, and the answer that
+    # it is sold out. Safe when stale: the claim re-reads and re-checks the release in its own transaction.
+    RELEASE_RULES_CACHE_SECONDS = env_int("RELEASE_RULES_CACHE_SECONDS", 2)
+    SOLD_OUT_CACHE_SECONDS = env_int("SOLD_OUT_CACHE_SECONDS", 1)
+    # How long each process keeps the live count /api/releases/<slug> answers (every open release page polls it).
+    STOCK_CACHE_SECONDS = env_int("STOCK_CACHE_SECONDS", 1)
     # The producer's time zone (IANA name): release times are entered and shown in it, stored in UTC.
     SHOP_TIMEZONE = os.environ.get("SHOP_TIMEZONE", "Europe/Dublin")
 
@@ -184,6 +206,18 @@ class Config:
     LOGIN_LIMIT_PER_EMAIL = os.environ.get("LOGIN_LIMIT_PER_EMAIL", "5/minute")
     LOGIN_LIMIT_PER_IP = os.environ.get("LOGIN_LIMIT_PER_IP", "10/minute")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI") or os.environ.get("REDIS_URL", "") or "memory://"
+    # Every limit counts over the last window, not per clock minute: fixed windows start on the minute, as drops do,
+    # and would let one client send a whole allowance at 09:59:59 and another at 10:00:00.
+    RATELIMIT_STRATEGY = os.environ.get("RATELIMIT_STRATEGY", "moving-window")
+
+    # Reserve attempts (the release page's form, a waiter's early-access reserve and offer claim, counted together)
+    # allowed per client IP and per buyer (the email folded to its buyer key: "Ann+x@..." is "ann@..."). Every
+    # attempt counts, refused or not, and the limit is checked before the claim, so a flood takes no units. Per IP is
+    # generous because a family, an office or a mobile carrier's NAT puts many real buyers behind one address, each
+    # trying once or twice at 10:00, while a bot sends hundreds; per buyer is tight because a person retrying
+    # "only 2 left" or a taken number needs a few tries a minute, not dozens.
+    RESERVE_LIMIT_PER_IP = os.environ.get("RESERVE_LIMIT_PER_IP", "60/minute")
+    RESERVE_LIMIT_PER_EMAIL = os.environ.get("RESERVE_LIMIT_PER_EMAIL", "10/minute")
 
     # "Tell me about new batches": how long a confirmation link works, how soon a second sign-up may mail the same
     # address again, and how many sign-ups one client IP and one address may post (Flask-Limiter rate strings).
@@ -237,6 +271,10 @@ class TestConfig(Config):
     SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = True
+    # Tests move a frozen clock and expect every answer fresh; the caches' own tests turn them on.
+    RELEASE_RULES_CACHE_SECONDS = 0
+    SOLD_OUT_CACHE_SECONDS = 0
+    STOCK_CACHE_SECONDS = 0
     # Each test app starts with fresh counters, even where REDIS_URL is set (CI).
     RATELIMIT_STORAGE_URI = "memory://"
 

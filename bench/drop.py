@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/drop.py                     # PostgreSQL at postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/drop.py --database-url sqlite
+    .venv/bin/python bench/drop.py --race 300x50         # 300 buyers at once for 50 units
 
 What it does, in order:
 1. Makes a database of its own: a fresh schema `bench_<random>` in the PostgreSQL database (connections reach it
@@ -9,11 +10,14 @@ What it does, in order:
 2. Creates a release of `--units` units on sale now (real clock), and a second, large release for step 6.
 3. Starts gunicorn itself on a free port of 127.0.0.1, with connection pools sized so that
    workers x (pool + overflow) stays under PostgreSQL's max_connections, and waits until it answers.
-4. Warm-up, not timed: every buyer GETs the release page for its session cookie and CSRF token.
+4. The page, timed (after a short untimed warm-up): every buyer GETs the release page for its session cookie and
+   CSRF token (`page_rps`).
 5. The drop, timed: all buyers are released at once and POST /releases/<slug>/reserve with `--concurrency`
    requests in flight, while the CPU time of gunicorn, PostgreSQL and the load generator is counted (Linux
-   /proc). Then gunicorn is stopped, the database is asked what happened (sold, oversold, duplicate numbers)
-   and the invariant auditor runs.
+   /proc). A hold answers 303 only once its Checkout Session exists on the Stripe simulator, which takes
+   `--stripe-latency-ms` to create one, as Stripe does. Then gunicorn is stopped, a hello-world Flask view
+   (bench/hello.py) is served on the same gunicorn settings and measured (`hello_rps`, `page_ratio`), the
+   database is asked what happened (sold, oversold, duplicate numbers) and the invariant auditor runs.
 6. The ceiling: the bare claim SQL (one unit, MATERIALIZED CTE with FOR UPDATE SKIP LOCKED, one claim = one
    transaction = one commit; BEGIN IMMEDIATE on SQLite) from the same number of client connections (fewer if
    max_connections would not allow it; the table says so), directly against the same database, for
@@ -78,6 +82,14 @@ JSON_KEYS = (
     "concurrency",
     "database",
     "audit_violations",
+    "hello_rps",
+    "page_rps",
+    "page_ratio",
+    "time_to_sell_out_s",
+    "stripe_latency_ms",
+    "sessions_created",
+    "thread_ceiling_rps",
+    "page_p99_ms",
     "worker_class",
     "pool_size",
     "max_overflow",
@@ -140,6 +152,24 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+RACE = re.compile(r"(\d+)x(\d+)")
+
+
+def race(raw: str) -> tuple[int, int]:
+    """BUYERSxUNITS, e.g. 300x50: that many buyers at once for that many units."""
+    match = RACE.fullmatch(raw.strip())
+    if match is None or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise argparse.ArgumentTypeError(f"write BUYERSxUNITS, such as 300x50; got {raw!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -190,11 +220,34 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "settle on a generic plan that walks the unique index past every held unit (PERFORMANCE.md, lesson 1) "
         "whenever the statistics say all units are available, as on a fresh database",
     )
+    parser.add_argument(
+        "--race",
+        type=race,
+        default=None,
+        metavar="BUYERSxUNITS",
+        help="shorthand for --buyers and --units, e.g. 300x50 (issue 12's first row: 300 buyers, 50 units)",
+    )
+    parser.add_argument(
+        "--stripe-latency-ms",
+        type=non_negative_int,
+        default=300,
+        help="how long the Stripe simulator takes to create a Checkout Session, as Stripe does (0: at once)",
+    )
+    parser.add_argument(
+        "--hello-requests",
+        type=positive_int,
+        default=None,
+        help="GETs of the hello-world yardstick on the same gunicorn settings (default: --buyers, at least 500)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the buyers' quantities")
     parser.add_argument("--keep", action="store_true", help="keep the schema or SQLite file afterwards")
     arguments = parser.parse_args(argv)
     if arguments.quantity_max > PER_CUSTOMER_LIMIT:
         parser.error(f"--quantity-max cannot exceed the per-customer limit of {PER_CUSTOMER_LIMIT}")
+    if arguments.race is not None:
+        arguments.buyers, arguments.units = arguments.race
+    if arguments.hello_requests is None:
+        arguments.hello_requests = max(arguments.buyers, 500)
     if arguments.sql_units is None:
         arguments.sql_units = max(10_000, math.ceil(20_000 * arguments.sql_seconds))
     return arguments
@@ -413,7 +466,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def gunicorn_command(arguments: argparse.Namespace, port: int) -> list[str]:
+def gunicorn_command(arguments: argparse.Namespace, port: int, application: str = "wsgi:app") -> list[str]:
+    """gunicorn with the run's worker settings; `hello:app` is the yardstick in bench/ (bench/hello.py)."""
     executable = Path(sys.executable).parent / "gunicorn"
     launcher = [str(executable)] if executable.exists() else [sys.executable, "-m", "gunicorn"]
     return [
@@ -430,7 +484,9 @@ def gunicorn_command(arguments: argparse.Namespace, port: int) -> list[str]:
         "warning",
         "--graceful-timeout",
         "10",
-        "wsgi:app",
+        "--pythonpath",
+        str(PROJECT_DIR / "bench"),
+        application,
     ]
 
 
@@ -488,6 +544,22 @@ class Service:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return f"(no {self.name} log)"
+
+
+def set_stripe_latency(simulator_port: int, milliseconds: int) -> None:
+    """Make the simulator take `milliseconds` to create every Checkout Session, as Stripe's API does."""
+    if milliseconds <= 0:
+        return
+    spec = {"method": "POST", "path": "/v1/checkout/sessions", "delay_seconds": milliseconds / 1000, "count": None}
+    connection = http.client.HTTPConnection("127.0.0.1", simulator_port, timeout=10)
+    try:
+        connection.request("POST", "/_sim/faults", body=json.dumps(spec), headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchError(f"the simulator refused the latency setting ({response.status}): {answer[:300]!r}")
 
 
 def stripe_simulator_command(port: int, shop_port: int, webhook_secret: str) -> list[str]:
@@ -645,6 +717,7 @@ class Outcome:
     finished_at: float
     quantity: int
     detail: str = ""
+    location: str = ""  # where a 303 sends the buyer: the simulator's pay page once the session exists
 
 
 def run_in_threads(port: int, count: int, work, items: list) -> None:
@@ -676,8 +749,57 @@ def run_in_threads(port: int, count: int, work, items: list) -> None:
         raise failures[0]
 
 
-def warm_up(port: int, buyers: list[Buyer], release_path: str, concurrency: int) -> None:
-    """Give every buyer a session cookie and a CSRF token from the release page (not timed)."""
+def warm_up(port: int, path: str, requests: int, concurrency: int) -> None:
+    """GET `path` a few times from every connection, untimed: workers import lazily and fill their caches."""
+
+    def visit(client: Client, _index: int) -> None:
+        response, _ = client.request("GET", path)
+        if response.status != 200:
+            raise BenchError(f"GET {path} answered {response.status} during the warm-up")
+
+    run_in_threads(port, min(concurrency, requests), visit, list(range(requests)))
+
+
+@dataclass
+class Phase:
+    """A timed phase of GETs: how many, over how long, and each one's time."""
+
+    requests: int
+    seconds: float
+    milliseconds: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def timed_gets(port: int, items: list, concurrency: int, visit) -> Phase:
+    """Run `visit(client, item)` (one GET each) over `items` from `concurrency` connections, timing each."""
+    times: list[float] = []
+
+    def timed(client: Client, item) -> None:
+        started = time.perf_counter()
+        visit(client, item)
+        times.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    run_in_threads(port, min(concurrency, len(items)), timed, items)
+    return Phase(len(items), time.perf_counter() - started, sorted(times))
+
+
+def hello_phase(port: int, requests: int, concurrency: int) -> Phase:
+    """GET the hello-world view `requests` times: the ceiling of a Flask view on these gunicorn settings."""
+
+    def visit(client: Client, _index: int) -> None:
+        response, _ = client.request("GET", "/")
+        if response.status != 200:
+            raise BenchError(f"the hello-world view answered {response.status}")
+
+    return timed_gets(port, list(range(requests)), concurrency, visit)
+
+
+def page_phase(port: int, buyers: list[Buyer], release_path: str, concurrency: int) -> Phase:
+    """Every buyer opens the release page, timed: its session cookie and CSRF token come from there."""
 
     def visit(client: Client, buyer: Buyer) -> None:
         response, body = client.request("GET", release_path)
@@ -694,13 +816,14 @@ def warm_up(port: int, buyers: list[Buyer], release_path: str, concurrency: int)
         buyer.cookie = "; ".join(cookies)
         buyer.csrf_token = html.unescape(value.group(1))
 
-    run_in_threads(port, min(concurrency, len(buyers)), visit, buyers)
+    return timed_gets(port, buyers, concurrency, visit)
 
 
 def drop(
     port: int, buyers: list[Buyer], reserve_path: str, concurrency: int, meter: CpuMeter
-) -> tuple[list[Outcome], float, int, dict]:
-    """Release every buyer at once; return each POST's outcome, the wall time of the phase, and reconnects."""
+) -> tuple[list[Outcome], float, int, dict, float]:
+    """Release every buyer at once; return each POST's outcome, the wall time of the phase, reconnects, the CPU
+    used, and when the phase started (perf_counter)."""
     pending: queue.SimpleQueue = queue.SimpleQueue()
     for buyer in buyers:
         pending.put(buyer)
@@ -721,15 +844,18 @@ def drop(
                 body = urlencode({"csrf_token": buyer.csrf_token, "quantity": buyer.quantity, "email": buyer.email})
                 headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": buyer.cookie}
                 started = time.perf_counter()
+                location = ""
                 try:
                     response, data = client.request("POST", reserve_path, body=body, headers=headers)
                     status, detail = response.status, ""
+                    location = response.headers.get("Location", "")
                     if status not in (303, 409):
                         detail = page_problem(data)
                 except Exception as error:
                     status, detail = None, repr(error)
                 finished = time.perf_counter()
-                outcomes.append(Outcome(status, (finished - started) * 1000, finished, buyer.quantity, detail))
+                milliseconds = (finished - started) * 1000
+                outcomes.append(Outcome(status, milliseconds, finished, buyer.quantity, detail, location))
         finally:
             client.close()
 
@@ -744,7 +870,17 @@ def drop(
         thread.join()
     cpu = meter.stop()
     wall = max(outcome.finished_at for outcome in outcomes) - started
-    return outcomes, wall, sum(client.reconnects for client in clients), cpu
+    return outcomes, wall, sum(client.reconnects for client in clients), cpu, started
+
+
+def time_to_sell_out(outcomes: list[Outcome], started: float, units: int) -> float | None:
+    """Seconds from the start of the drop until the answers given had promised every unit; None if they never did."""
+    promised = 0
+    for outcome in sorted((outcome for outcome in outcomes if outcome.status == 303), key=lambda o: o.finished_at):
+        promised += outcome.quantity
+        if promised >= units:
+            return outcome.finished_at - started
+    return None
 
 
 def page_problem(body: bytes) -> str:
@@ -1074,6 +1210,9 @@ def shop_environment(
             "INSTANCE_PATH": str(instance_dir),
             "UPLOAD_FOLDER": str(instance_dir / "uploads"),
             "PYTHONUNBUFFERED": "1",
+            # Every buyer comes from 127.0.0.1 here: the shop's per-IP reserve limit would stop the bench, not a bot.
+            "RESERVE_LIMIT_PER_IP": "1000000/minute",
+            "RESERVE_LIMIT_PER_EMAIL": "1000000/minute",
         }
     )
     return env
@@ -1127,21 +1266,40 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             simulator_port,
         )
         simulator.start("/", ready_statuses=tuple(range(200, 500)))
+        set_stripe_latency(simulator_port, arguments.stripe_latency_ms)
         gunicorn = Service("gunicorn", gunicorn_command(arguments, port), env, workdir / "gunicorn.log", port)
         gunicorn.start(release_path, ready_statuses=(200,))
 
         buyers = make_buyers(arguments.buyers, arguments.quantity_max, arguments.seed)
-        log(f"warm-up: {len(buyers)} buyers fetch the release page for a session and a CSRF token")
-        warmed = time.perf_counter()
-        warm_up(port, buyers, release_path, arguments.concurrency)
-        log(f"warm-up took {time.perf_counter() - warmed:.1f} s; releasing every buyer at once")
+        warm_up(port, release_path, 2 * arguments.concurrency, arguments.concurrency)
+        log(f"page: {len(buyers)} buyers open the release page for a session and a CSRF token (timed)")
+        pages = page_phase(port, buyers, release_path, arguments.concurrency)
+        log(f"page phase took {pages.seconds:.1f} s ({pages.rps:.0f} GET/s); releasing every buyer at once")
         meter = CpuMeter(
             {"gunicorn": gunicorn.process.pid, "payments": simulator.process.pid}, database.kind == "postgresql"
         )
-        outcomes, wall, reconnects, cpu = drop(port, buyers, release_path + "/reserve", arguments.concurrency, meter)
+        outcomes, wall, reconnects, cpu, drop_started = drop(
+            port, buyers, release_path + "/reserve", arguments.concurrency, meter
+        )
         gunicorn.stop()
         simulator.stop()
         server_log = gunicorn.log_tail(15)
+
+        # The yardstick, on the same gunicorn settings, once the shop has stopped: a hello-world Flask view.
+        hello_port = free_port()
+        hello = Service(
+            "hello-world gunicorn",
+            gunicorn_command(arguments, hello_port, "hello:app"),
+            env,
+            workdir / "hello.log",
+            hello_port,
+        )
+        gunicorn = hello  # stopped in `finally` like the shop's
+        hello.start("/", ready_statuses=(200,))
+        warm_up(hello_port, "/", 2 * arguments.concurrency, arguments.concurrency)
+        hellos = hello_phase(hello_port, arguments.hello_requests, arguments.concurrency)
+        hello.stop()
+        log(f"hello-world: {hellos.requests} GETs in {hellos.seconds:.1f} s ({hellos.rps:.0f} GET/s)")
 
         truth = read_truth(app, drop_release)
 
@@ -1182,6 +1340,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     granted = sum(outcome.quantity for outcome in outcomes if outcome.status == 303)
     latencies = sorted(outcome.milliseconds for outcome in outcomes)
     reserve_rps = len(outcomes) / wall if wall > 0 else 0.0
+    pay_page = f"http://127.0.0.1:{simulator_port}/"
+    sold_out_after = time_to_sell_out(outcomes, drop_started, arguments.units)
     result = {
         "units": arguments.units,
         "buyers": arguments.buyers,
@@ -1201,6 +1361,18 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         "concurrency": arguments.concurrency,
         "database": database.kind,
         "audit_violations": len(truth.audit),
+        "hello_rps": round(hellos.rps, 1),
+        "page_rps": round(pages.rps, 1),
+        "page_ratio": round(pages.rps / hellos.rps, 3) if hellos.rps else None,
+        "time_to_sell_out_s": round(sold_out_after, 3) if sold_out_after is not None else None,
+        "stripe_latency_ms": arguments.stripe_latency_ms,
+        # A 303 to the simulator's pay page: the claim committed and the Checkout Session exists.
+        "sessions_created": sum(1 for o in outcomes if o.status == 303 and o.location.startswith(pay_page)),
+        # What the threads could do if every request only waited on Stripe: threads x workers / latency.
+        "thread_ceiling_rps": round(arguments.workers * arguments.threads * 1000 / arguments.stripe_latency_ms, 1)
+        if arguments.stripe_latency_ms
+        else None,
+        "page_p99_ms": round(percentile(pages.milliseconds, 99), 1),
         "worker_class": arguments.worker_class,
         "pool_size": pool,
         "max_overflow": overflow,
@@ -1246,11 +1418,22 @@ def print_table(
     )
     row("drop", f"{arguments.units} units, {arguments.buyers} buyers asking 1..{arguments.quantity_max} each")
     row("in flight", f"{arguments.concurrency} requests")
+    row("Stripe latency", f"{arguments.stripe_latency_ms} ms per Checkout Session (simulator)")
+    row(
+        "release page GETs",
+        f"{result['page_rps']:,.1f} req/s (p99 {result['page_p99_ms']} ms); hello-world view "
+        f"{result['hello_rps']:,.1f} req/s; page ratio {result['page_ratio']}",
+    )
     row(
         "reserve POSTs",
         f"{result['reserve_rps']:,.1f} req/s ({arguments.buyers} in {result['reserve_seconds']:.2f} s)",
     )
     row("latency", f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms")
+    row(
+        "sold out after",
+        "never" if result["time_to_sell_out_s"] is None else f"{result['time_to_sell_out_s']} s",
+    )
+    row("Checkout Sessions", f"{result['sessions_created']} created (303 to the simulator's pay page)")
     row("answers", ", ".join(f"{status} x {count}" for status, count in result["status_counts"].items()))
     if reconnects:
         row("keep-alive reconnects", str(reconnects))

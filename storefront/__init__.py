@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 import config as settings
-from storefront import security
+from storefront import compression, http_caching, security, static_files
 from storefront.database import configure_sqlite, engine_options
 from storefront.extensions import csrf, db, limiter, login_manager, migrate
 
@@ -56,6 +56,7 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
             app.config["SQLALCHEMY_DATABASE_URI"],
             app.config["DATABASE_POOL_SIZE"],
             app.config["DATABASE_MAX_OVERFLOW"],
+            app.config.get("DATABASE_PREPARE_THRESHOLD", 5),
         ),
         **app.config.get("SQLALCHEMY_EXTRA_ENGINE_OPTIONS", {}),
     }
@@ -74,6 +75,11 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
     register_blueprints(app)
     register_error_pages(app)
     register_template_helpers(app)
+    # After-request hooks run last-registered first: a page's ETag and 304 are decided on the page as rendered,
+    # before it is compressed.
+    compression.init_app(app)
+    http_caching.init_app(app)
+    static_files.init_app(app)
 
     from storefront import tasks  # noqa: F401 - connects the after-commit wake-ups to the task queue
     from storefront.cli import storefront_cli

@@ -38,6 +38,7 @@ from storefront.producer.release_forms import (
     utc_to_local,
 )
 from storefront.producer.views import chart_slots, revenue_text
+from storefront.shop.reserve_cache import reserve_cache
 from storefront.shop_time import shop_time, shop_zone
 from storefront.unit_of_work import write_transaction
 
@@ -250,6 +251,8 @@ def update_release(release_id: int):
         if slug_lost_race(form, terms.slug):
             return render_edit_release(get_release_or_404(release_id), form, locked, 409)
         raise
+    # This process's buyers see the new terms at once; other processes' caches run out within seconds.
+    reserve_cache().forget(release_id=release_id)
     flash("Your changes are saved.", "success")
     for note in form.notes():
         flash(note, "info")
@@ -292,6 +295,7 @@ def return_numbers(release_id: int):
     except NumbersUnavailable as refusal:
         form.numbers.errors = [*form.numbers.errors, refusal.message]
         return render_release_page(get_release_or_404(release_id), 422, return_form=form)
+    reserve_cache().forget(release_id=release_id)  # the numbers are free again: not sold out any more
     if changed:
         flash(f"Back on sale: {describe_numbers(changed)}.", "success")
     else:
@@ -320,5 +324,6 @@ def change_pause(release_id: int, action, message: str):
         abort(400, description="This form has expired; go back, reload the page and try again.")
     with write_transaction(db.session):
         action(db.session, release.id, clock.now(), actor())
+    reserve_cache().forget(release_id=release_id)
     flash(message, "success")
     return redirect(url_for("producer.show_release", release_id=release_id), code=303)

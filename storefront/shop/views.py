@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from flask import abort, current_app, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from storefront import clock
 from storefront.checkout import flows
@@ -21,7 +21,6 @@ from storefront.domain.inventory import (
     ReleasePaused,
     SoldOut,
     claim,
-    has_claimable_units,
     held_numbers,
 )
 from storefront.domain.numbers import number_choices
@@ -31,8 +30,11 @@ from storefront.domain.stock import describe_releases
 from storefront.extensions import db
 from storefront.models import Batch, Hold, HoldStatus, Release, ReleaseStatus
 from storefront.payments import PaymentError, gateway
+from storefront.rate_limits import too_many_requests
 from storefront.shop import bp, held
 from storefront.shop.forms import ReserveForm
+from storefront.shop.limits import reserve_limit_by_buyer, reserve_limit_by_ip, submitted_buyer
+from storefront.shop.reserve_cache import ReleaseRules, reserve_cache
 from storefront.shop_time import shop_zone
 from storefront.unit_of_work import write_transaction
 from storefront.urls import external_url
@@ -42,14 +44,19 @@ RECENTLY_SOLD_OUT_SHOWN = 6
 KEPT_NUMBERS_NAMED = 10
 
 
-def get_release_or_404(slug: str, *, with_batch: bool = True) -> Release:
+def get_release_or_404(slug: str, *, full_page: bool = True) -> Release:
+    """Load the release at `slug` with its batch in one round trip: with the product and photos for its page."""
     query = select(Release).where(Release.slug == slug)
-    if with_batch:
+    if full_page:
+        # A release has one batch, one product and a few photos: one joined query costs less than four.
         query = query.options(
-            selectinload(Release.batch).selectinload(Batch.images),
-            selectinload(Release.batch).selectinload(Batch.product),
+            joinedload(Release.batch).joinedload(Batch.images),
+            joinedload(Release.batch).joinedload(Batch.product),
         )
-    release = db.session.scalar(query)
+    else:
+        # A refusal names the batch and nothing more of it.
+        query = query.options(joinedload(Release.batch))
+    release = db.session.execute(query).unique().scalar_one_or_none()
     if release is None:
         abort(404, description="There is no release at this address. It may have been renamed or removed.")
     return release
@@ -66,7 +73,7 @@ def get_hold_or_404(token: str) -> Hold:
     return hold
 
 
-def reserve_form_for(release: Release, **kwargs) -> ReserveForm:
+def reserve_form_for(release: Release | ReleaseRules, **kwargs) -> ReserveForm:
     return ReserveForm(
         limit=release.per_customer_limit,
         total_units=release.total_units,
@@ -199,21 +206,28 @@ def show_release(slug: str):
 
 
 @bp.post("/releases/<slug>/reserve")
+@reserve_limit_by_ip
+@reserve_limit_by_buyer(submitted_buyer)
 def reserve_release(slug: str):
     """Hold units of a release for the buyer and send them to pay, or say plainly why not."""
-    # The claim needs only the release's id and rules: at 10:00 every query on this path counts. A page that
-    # explains a refusal loads the batch when it shows it.
-    release = get_release_or_404(slug, with_batch=False)
-    form = reserve_form_for(release)
+    # The claim needs only the release's id and rules: at 10:00 every query on this path counts. They come from a
+    # per-process cache that is safe when stale (see reserve_cache); a page that explains a refusal loads the
+    # release with its batch when it shows it.
+    now, cache = clock.now(), reserve_cache()
+    rules = cache.release_rules(db.session, slug, now)
+    if rules is None:
+        abort(404, description="There is no release at this address. It may have been renamed or removed.")
+    form = reserve_form_for(rules)
     if not form.validate_on_submit():
-        return render_release_page(release, form, status=400)
+        return render_release_page(get_release_or_404(slug), form, status=400)
 
-    release_id, now = release.id, clock.now()
+    release_id = rules.id
     try:
-        if release.status_at(now, available=1) is ReleaseStatus.ON_SALE and not has_claimable_units(
+        if rules.status_at(now, available=1) is ReleaseStatus.ON_SALE and cache.is_sold_out(
             db.session, release_id, now
         ):
-            # Most of a drop's traffic comes after the last unit went: answer it from one read, not the write path.
+            # Most of a drop's traffic comes after the last unit went: answer it from one read (or a recent one),
+            # not the write path.
             raise SoldOut("Every unit of this release is sold or held.", available=0)
         with write_transaction(db.session):  # the hold is ours before anything slow happens
             hold = claim(
@@ -227,8 +241,11 @@ def reserve_release(slug: str):
             )
             hold_id, hold_token = hold.id, hold.token
     except DomainError as refusal:
+        if isinstance(refusal, SoldOut) and refusal.available == 0:
+            cache.remember_sold_out(release_id, now)
         if isinstance(refusal, NumberTaken) and refusal.next_free is not None:
-            return answer_number_taken(release, form, refusal)
+            return answer_number_taken(get_release_or_404(slug), form, refusal)
+        release = get_release_or_404(slug, full_page=False)
         outcome, status = describe_refusal(refusal, release, now)
         page = render_template(
             "shop/reserve_release.html",
@@ -250,6 +267,7 @@ def reserve_release(slug: str):
     try:
         checkout_url = flows.start_checkout(db.session, gateway(), hold_id, now, settings)
     except CheckoutUnavailable:
+        release = get_release_or_404(slug)
         page = render_template("shop/checkout_unavailable.html", release=release, batch=release.batch)
         return page, 503
     return redirect(checkout_url, code=303)
@@ -305,6 +323,13 @@ def finish_cancel(hold: Hold):
         return redirect(url_for("checkout.show_success", session_id=session_id), code=303)
     # The hold's page says it was cancelled, and where its numbers went.
     return redirect(url_for("shop.show_hold", token=token), code=303)
+
+
+@bp.errorhandler(429)
+def explain_too_many_reserves(error):
+    """Say plainly that reserving from here, or for this email, is paused for a moment; nothing was reserved."""
+    slug = (request.view_args or {}).get("slug", "")
+    return too_many_requests("shop/too_many_reserves.html", back_url=url_for("shop.show_release", slug=slug))
 
 
 @bp.errorhandler(CSRFError)

@@ -46,6 +46,10 @@ REQUIRED_KEYS = {
     "p99_ms",
     "sql_limit_rps",
     "ratio",
+    "hello_rps",
+    "page_rps",
+    "page_ratio",
+    "time_to_sell_out_s",
     "workers",
     "threads",
     "concurrency",
@@ -54,9 +58,9 @@ REQUIRED_KEYS = {
 }
 
 
-def run_bench(database_url: str) -> dict:
+def run_bench(database_url: str, *extra: str, tiny: list[str] = TINY_DROP) -> dict:
     completed = subprocess.run(
-        [sys.executable, str(BENCH), "--database-url", database_url, *TINY_DROP],
+        [sys.executable, str(BENCH), "--database-url", database_url, *tiny, *extra],
         cwd=PROJECT_DIR,
         capture_output=True,
         text=True,
@@ -87,6 +91,12 @@ def assert_sound_drop(result: dict, database: str) -> None:
     assert result["reserve_rps"] > 0
     assert result["sql_limit_rps"] > 0
     assert result["ratio"] > 0
+    # The full path: every page answered, every hold opened a Checkout Session on the (slow, like Stripe) simulator.
+    assert result["stripe_latency_ms"] == 300
+    assert result["sessions_created"] == result["reserved"]
+    assert result["page_rps"] > 0 and result["hello_rps"] > 0 and result["page_ratio"] > 0
+    # Every unit went, so the drop sold out at some moment within the POST phase.
+    assert 0 < result["time_to_sell_out_s"] <= result["reserve_seconds"]
 
 
 def test_bench_on_sqlite(tmp_path: Path) -> None:
@@ -96,6 +106,19 @@ def test_bench_on_sqlite(tmp_path: Path) -> None:
 
     assert_sound_drop(result, "sqlite")
     assert not database_file.exists(), "the bench leaves no database behind without --keep"
+
+
+def test_a_race_is_buyers_by_units(tmp_path: Path) -> None:
+    result = run_bench(
+        f"sqlite:///{tmp_path / 'race.db'}",
+        *["--race", "40x10", "--stripe-latency-ms", "0", "--hello-requests", "50"],
+        tiny=["--concurrency", "8", "--workers", "1", "--threads", "4", "--sql-seconds", "0.5"],
+    )
+
+    assert (result["buyers"], result["units"], result["sold"]) == (40, 10, 10)
+    assert result["stripe_latency_ms"] == 0 and result["thread_ceiling_rps"] is None
+    assert result["sessions_created"] == result["reserved"]
+    assert (result["oversold"], result["errors"], result["audit_violations"]) == (0, 0, 0)
 
 
 def test_bench_on_postgresql(postgres_url: str) -> None:
