@@ -158,6 +158,9 @@ class Config:
     SOLD_OUT_CACHE_SECONDS = env_int("SOLD_OUT_CACHE_SECONDS", 1)
     # How long each process keeps the live count /api/releases/<slug> answers (every open release page polls it).
     STOCK_CACHE_SECONDS = env_int("STOCK_CACHE_SECONDS", 1)
+    # How long each process keeps a rendered release page and its "sold out" answer for visitors whose session shapes
+    # nothing on them (storefront/shop/page_cache.py); never past the release's next moment (on sale, off sale).
+    PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 1)
     # The producer's time zone (IANA name): release times are entered and shown in it, stored in UTC.
     SHOP_TIMEZONE = os.environ.get("SHOP_TIMEZONE", "Europe/Dublin")
 
@@ -275,6 +278,7 @@ class TestConfig(Config):
     RELEASE_RULES_CACHE_SECONDS = 0
     SOLD_OUT_CACHE_SECONDS = 0
     STOCK_CACHE_SECONDS = 0
+    PAGE_CACHE_SECONDS = 0
     # Each test app starts with fresh counters, even where REDIS_URL is set (CI).
     RATELIMIT_STORAGE_URI = "memory://"
 

@@ -200,3 +200,15 @@ def on_starting(server) -> None:
         # A drop would find out as "too many clients" errors at its busiest second: better now.
         raise RuntimeError(f"Refusing to start: {why}. {advice}, or set DATABASE_CONNECTION_CHECK=warn.")
     server.log.warning("%s. %s.", why[0].upper() + why[1:], advice)
+
+
+def post_worker_init(worker) -> None:
+    """Compile the templates and import what loads lazily before this worker takes a request (storefront/warm.py):
+    otherwise the first burst of a drop does it once in every thread that meets it."""
+    app = worker.wsgi
+    if getattr(app, "jinja_env", None) is None:  # not a Flask app
+        return
+    from storefront.warm import warm_up
+
+    seconds = warm_up(app)
+    worker.log.info("Small Batch: worker %s warmed up in %.2f s", worker.pid, seconds)

@@ -38,6 +38,7 @@ from storefront.producer.release_forms import (
     utc_to_local,
 )
 from storefront.producer.views import chart_slots, revenue_text
+from storefront.shop.page_cache import page_cache
 from storefront.shop.reserve_cache import reserve_cache
 from storefront.shop_time import shop_time, shop_zone
 from storefront.unit_of_work import write_transaction
@@ -161,6 +162,12 @@ def render_release_page(release: Release, status: int = 200, **forms):
     return page, status
 
 
+def forget_cached_answers(release_id: int) -> None:
+    """This process's buyers see a changed release at once; other processes' caches run out within seconds."""
+    reserve_cache().forget(release_id=release_id)
+    page_cache().forget(release_id)
+
+
 @bp.get("/releases/<int:release_id>")
 def show_release(release_id: int):
     """One release in the workspace: its terms, counts, withheld numbers, pause and edit."""
@@ -251,8 +258,7 @@ def update_release(release_id: int):
         if slug_lost_race(form, terms.slug):
             return render_edit_release(get_release_or_404(release_id), form, locked, 409)
         raise
-    # This process's buyers see the new terms at once; other processes' caches run out within seconds.
-    reserve_cache().forget(release_id=release_id)
+    forget_cached_answers(release_id)
     flash("Your changes are saved.", "success")
     for note in form.notes():
         flash(note, "info")
@@ -295,7 +301,7 @@ def return_numbers(release_id: int):
     except NumbersUnavailable as refusal:
         form.numbers.errors = [*form.numbers.errors, refusal.message]
         return render_release_page(get_release_or_404(release_id), 422, return_form=form)
-    reserve_cache().forget(release_id=release_id)  # the numbers are free again: not sold out any more
+    forget_cached_answers(release_id)  # the numbers are free again: not sold out any more
     if changed:
         flash(f"Back on sale: {describe_numbers(changed)}.", "success")
     else:
@@ -324,6 +330,6 @@ def change_pause(release_id: int, action, message: str):
         abort(400, description="This form has expired; go back, reload the page and try again.")
     with write_transaction(db.session):
         action(db.session, release.id, clock.now(), actor())
-    reserve_cache().forget(release_id=release_id)
+    forget_cached_answers(release_id)
     flash(message, "success")
     return redirect(url_for("producer.show_release", release_id=release_id), code=303)

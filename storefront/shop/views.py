@@ -34,6 +34,7 @@ from storefront.rate_limits import too_many_requests
 from storefront.shop import bp, held
 from storefront.shop.forms import ReserveForm
 from storefront.shop.limits import reserve_limit_by_buyer, reserve_limit_by_ip, submitted_buyer
+from storefront.shop.page_cache import page_cache
 from storefront.shop.reserve_cache import ReleaseRules, reserve_cache
 from storefront.shop_time import shop_zone
 from storefront.unit_of_work import write_transaction
@@ -201,8 +202,16 @@ def show_home():
 @bp.get("/releases/<slug>")
 def show_release(slug: str):
     """Show one release: price, how many are left, a countdown while it is upcoming, the reserve form."""
+    # At a drop most visitors see the same page: kept for a second, with only their form token put in.
+    now, pages = clock.now(), page_cache()
+    kept = pages.page(("release", slug), now)
+    if kept is not None:
+        return kept
     release = get_release_or_404(slug)
-    return render_release_page(release, reserve_form_for(release))
+    response = render_release_page(release, reserve_form_for(release))
+    if response.status_code == 200 and "Cache-Control" not in response.headers:
+        pages.keep(("release", slug), response.get_data(as_text=True), now, release)
+    return response
 
 
 @bp.post("/releases/<slug>/reserve")
@@ -245,6 +254,12 @@ def reserve_release(slug: str):
             cache.remember_sold_out(release_id, now)
         if isinstance(refusal, NumberTaken) and refusal.next_free is not None:
             return answer_number_taken(get_release_or_404(slug), form, refusal)
+        # "Sold out" without a chosen number is the same page for everyone who came too late: kept for a second.
+        nothing_left = isinstance(refusal, SoldOut) and refusal.available == 0
+        sold_out_key = ("sold_out", slug) if nothing_left and form.number.data is None else None
+        kept = page_cache().page(sold_out_key, now) if sold_out_key else None
+        if kept is not None:
+            return kept, 409
         release = get_release_or_404(slug, full_page=False)
         outcome, status = describe_refusal(refusal, release, now)
         page = render_template(
@@ -260,6 +275,8 @@ def reserve_release(slug: str):
             if outcome == "limit_reached"
             else [],
         )
+        if sold_out_key and outcome == "sold_out":
+            page_cache().keep(sold_out_key, page, now, release)
         return page, status
     held.remember_hold(hold_token)
     # Built after the claim commits: nothing but the claim runs while it holds its locks.

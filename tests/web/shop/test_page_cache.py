@@ -1,0 +1,201 @@
+"""Rendered release pages and "sold out" answers kept per process (PAGE_CACHE_SECONDS); on both databases.
+
+A kept page is served to a visitor whose session shapes nothing on it, with their own form token and the server's
+clock put in: the token must work for their session, the page must never carry one browser's hold, message or
+account to another, and it must never outlive the release's next moment (sales opening, closing).
+"""
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from storefront.domain.accounts import create_producer
+from storefront.models import Hold
+from storefront.text import iso_utc
+from storefront.unit_of_work import write_transaction
+from tests.factories import make_release
+from tests.web.producer.conftest import PASSWORD, PRODUCER_EMAIL, csrf_from, sign_in
+from tests.web.shop.test_hold_banner import banner_of, statements
+from tests.web.shop.test_reserve import ON_SALE, csrf_token_from, release_page_token, reserve
+from tests.web.waitlist.test_offers import browser
+
+AVAILABLE = re.compile(r"data-reserve-bar-available>(\d+)<")
+SERVER_NOW = re.compile(r'data-server-now="([^"]+)"')
+
+
+@pytest.fixture
+def app_overrides() -> dict:
+    # As a shop runs: the reserve POST's own caches on too.
+    return {"PAGE_CACHE_SECONDS": 1, "RELEASE_RULES_CACHE_SECONDS": 2, "SOLD_OUT_CACHE_SECONDS": 1}
+
+
+@pytest.fixture
+def on_sale(clock):
+    clock.set(ON_SALE + timedelta(minutes=1))
+
+
+def available_on(response) -> int:
+    return int(AVAILABLE.search(response.get_data(as_text=True)).group(1))
+
+
+def page_of(client, release):
+    response = client.get(f"/releases/{release.slug}")
+    assert response.status_code == 200
+    return response
+
+
+def test_a_kept_release_page_costs_no_query_and_its_token_works_for_its_own_visitor(
+    app, session, clock, on_sale, stripe_sim
+):
+    release = make_release(session, units=10, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    path = f"/releases/{release.slug}"  # read here, not while the app's statements are counted
+    first, second = browser(app), browser(app)
+    first_page = first.get(path).get_data(as_text=True)
+
+    with statements(app) as sent:
+        second_page = second.get(path).get_data(as_text=True)
+
+    assert sent == []
+    first_token, second_token = csrf_token_from(first_page), csrf_token_from(second_page)
+    assert first_token != second_token
+    assert "\x1b" not in second_page  # no stand-in left behind
+    assert second_page.replace(second_token, "") == first_page.replace(first_token, "")
+    # Each token belongs to its own visitor's session: the kept page's form posts, and a copied token does not.
+    assert reserve(second, release, second_token, email="second@example.com").status_code == 303
+    assert reserve(browser(app), release, second_token, email="third@example.com").status_code == 400
+
+
+def test_a_kept_page_is_a_second_old_at_most(app, session, client, clock, on_sale, stripe_sim):
+    release = make_release(session, units=10, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    assert available_on(page_of(client, release)) == 10
+    buyer = browser(app)
+    assert reserve(buyer, release, release_page_token(buyer, release), email="b@example.com").status_code == 303
+
+    assert available_on(page_of(browser(app), release)) == 10  # within the second
+    clock.advance(seconds=1)
+    assert available_on(page_of(browser(app), release)) == 9
+
+
+def test_a_kept_countdown_starts_from_the_server_clock_now(app, session, client, clock):
+    release = make_release(session, units=5, on_sale_at=ON_SALE)
+    session.commit()
+    clock.set(ON_SALE - timedelta(minutes=5))
+    page_of(client, release)
+
+    clock.advance(seconds=0.5)
+    shown = SERVER_NOW.search(page_of(browser(app), release).get_data(as_text=True)).group(1)
+
+    assert shown == iso_utc(clock())
+
+
+def test_a_kept_page_never_outlives_the_opening(app, session, client, clock):
+    release = make_release(session, units=5, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    clock.set(ON_SALE - timedelta(seconds=0.5))
+    assert 'data-countdown="' in page_of(client, release).get_data(as_text=True)
+
+    clock.set(ON_SALE)  # half a second later: the kept page would still be fresh, but sales have opened
+    page = page_of(browser(app), release).get_data(as_text=True)
+
+    assert 'data-countdown="' not in page
+    assert 'action="/releases/' in page and "/reserve" in page
+
+
+def test_a_browser_with_a_hold_gets_its_own_page_and_nobody_gets_its_banner(app, session, clock, on_sale, stripe_sim):
+    release = make_release(session, units=10, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    holder = browser(app)
+    assert reserve(holder, release, release_page_token(holder, release), quantity="2").status_code == 303
+    hold = session.scalar(select(Hold))
+
+    for _ in range(2):  # the holder's page is rendered for them each time, never kept for others
+        assert hold.token in banner_of(page_of(holder, release))
+    assert banner_of(page_of(browser(app), release)) == ""
+    assert banner_of(page_of(browser(app), release)) == ""
+    assert hold.token in banner_of(page_of(holder, release))
+
+
+def test_a_signed_in_producer_and_a_waiter_get_their_own_pages(app, session, clock, on_sale):
+    with write_transaction(session):
+        create_producer(session, PRODUCER_EMAIL, PASSWORD, clock())
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    producer = browser(app)
+    sign_in(producer, PRODUCER_EMAIL)
+    assert "Workspace" in page_of(producer, release).get_data(as_text=True)
+
+    anonymous = page_of(browser(app), release).get_data(as_text=True)
+    assert "Workspace" not in anonymous
+    assert "Sign in" in anonymous
+    assert "Workspace" in page_of(producer, release).get_data(as_text=True)
+    waiter = browser(app).get(f"/releases/{release.slug}?waiter=not-a-token")
+    assert waiter.headers["Cache-Control"] == "private, no-store"
+
+
+def test_a_pause_reaches_this_process_at_once(app, session, clock, on_sale):
+    with write_transaction(session):
+        create_producer(session, PRODUCER_EMAIL, PASSWORD, clock())
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    assert "Paused" not in page_of(browser(app), release).get_data(as_text=True)
+    producer = browser(app)
+    sign_in(producer, PRODUCER_EMAIL)
+    path = f"/producer/releases/{release.id}"
+    token = csrf_from(producer.get(path).get_data(as_text=True))
+    assert producer.post(f"{path}/pause", data={"csrf_token": token}).status_code == 303
+
+    assert "paused" in page_of(browser(app), release).get_data(as_text=True).lower()
+
+
+def test_a_kept_sold_out_answer_carries_its_visitors_token(app, session, clock, on_sale, stripe_sim):
+    release = make_release(session, units=1, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    winner = browser(app)
+    assert reserve(winner, release, release_page_token(winner, release), email="w@example.com").status_code == 303
+    late = [browser(app) for _ in range(2)]
+    tokens = [release_page_token(visitor, release) for visitor in late]
+    first = reserve(late[0], release, tokens[0], email="one@example.com")
+    slug = release.slug
+
+    with statements(app) as sent:
+        second = late[1].post(
+            f"/releases/{slug}/reserve", data={"csrf_token": tokens[1], "quantity": "1", "email": "two@example.com"}
+        )
+
+    assert (first.status_code, second.status_code) == (409, 409)
+    assert "Sold out" in second.get_data(as_text=True)
+    assert sent == []
+    # The waitlist form on the kept answer posts from the second visitor's session.
+    waitlist_token = csrf_token_from(second.get_data(as_text=True))
+    joined = late[1].post(f"/waitlist/releases/{slug}", data={"csrf_token": waitlist_token, "email": "two@example.com"})
+    assert joined.status_code in (200, 303), joined.get_data(as_text=True)[:500]
+
+
+def test_only_some_left_is_never_answered_with_a_kept_sold_out_page(app, session, clock, on_sale, stripe_sim):
+    release = make_release(session, units=3, on_sale_at=ON_SALE, allow_number_choice=False, limit=3)
+    session.commit()
+    first = browser(app)
+    assert reserve(first, release, release_page_token(first, release), quantity="2").status_code == 303
+    second = browser(app)
+
+    answer = reserve(second, release, release_page_token(second, release), quantity="3", email="b@example.com")
+
+    assert answer.status_code == 409
+    assert "Only 1 left" in answer.get_data(as_text=True)
+
+
+def test_without_the_cache_every_page_is_rendered(app, session, client, clock, on_sale):
+    app.config.update(PAGE_CACHE_SECONDS=0)
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    path = f"/releases/{release.slug}"
+    client.get(path)
+
+    with statements(app) as sent:
+        browser(app).get(path)
+
+    assert sent != []
