@@ -31,6 +31,9 @@ EXTENSION_KEY = "storefront.page_cache"
 # Stand-ins for what differs between visitors; neither can occur in a rendered page (no markup, no real token).
 TOKEN_SLOT = "\x1bcsrf-token\x1b"  # noqa: S105 - a placeholder, not a secret
 NOW_SLOT = "\x1bserver-now\x1b"
+# The only address arguments these pages read: a waiter's link shows their place in line. Anything else (the utm_
+# tags of an announcement mail or a post) changes nothing on the page and must not cost a render at 10:00.
+PERSONAL_ARGUMENTS = ("waiter",)
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def server_now_attribute(now: datetime) -> str:
 def shared_page_request() -> bool:
     """Whether this visitor sees the page exactly as every other would: nothing in the address, their session or
     their cookies shapes it (a waiter's link, a hold banner, a flashed message, a signed-in or remembered account)."""
-    if request.args:
+    if any(name in request.args for name in PERSONAL_ARGUMENTS):
         return False
     if "_user_id" in session or "_flashes" in session or session.get(held.SESSION_KEY):
         return False

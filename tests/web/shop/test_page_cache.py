@@ -199,3 +199,16 @@ def test_without_the_cache_every_page_is_rendered(app, session, client, clock, o
         browser(app).get(path)
 
     assert sent != []
+
+
+def test_campaign_tags_on_the_address_still_get_the_kept_page(app, session, client, clock, on_sale):
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    path = f"/releases/{release.slug}"
+    client.get(path)
+
+    with statements(app) as sent:
+        tagged = browser(app).get(f"{path}?utm_source=newsletter&utm_campaign=rye-7")
+
+    assert tagged.status_code == 200
+    assert sent == []
