@@ -212,6 +212,8 @@ class Config:
     # Every limit counts over the last window, not per clock minute: fixed windows start on the minute, as drops do,
     # and would let one client send a whole allowance at 09:59:59 and another at 10:00:00.
     RATELIMIT_STRATEGY = os.environ.get("RATELIMIT_STRATEGY", "moving-window")
+    # Put before every counter's key: several shops (or a staging copy) can share one Redis without sharing counts.
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
 
     # Reserve attempts (the release page's form, a waiter's early-access reserve and offer claim, counted together)
     # allowed per client IP and per buyer (the email folded to its buyer key: "Ann+x@..." is "ann@..."). Every

@@ -62,6 +62,10 @@ from urllib.parse import quote, urlencode
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# A shop with more than one process counts its rate limits in Redis; the in-memory store is each process's own, and
+# its expiry pass walks every key every 10 ms (a fifth of a worker's CPU at a 4,000-buyer drop, measured).
+DEFAULT_LIMITS_STORAGE = "redis://127.0.0.1:6379/0"
+HELLO_ROUNDS = 3
 
 # Keys of the JSON line, in order. The first ones are the contract of issue 3; the rest describe the run.
 JSON_KEYS = (
@@ -90,6 +94,7 @@ JSON_KEYS = (
     "sessions_created",
     "thread_ceiling_rps",
     "page_p99_ms",
+    "limits_storage",
     "winner_p50_ms",
     "winner_p99_ms",
     "refused_p50_ms",
@@ -242,6 +247,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         type=positive_int,
         default=None,
         help="GETs of the hello-world yardstick on the same gunicorn settings (default: --buyers, at least 2,000)",
+    )
+    parser.add_argument(
+        "--limits-storage",
+        default=DEFAULT_LIMITS_STORAGE,
+        help="where the shop counts its rate limits, as a real shop does: Redis (memory:// if it does not answer)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for the buyers' quantities")
     parser.add_argument("--keep", action="store_true", help="keep the schema or SQLite file afterwards")
@@ -1211,8 +1221,28 @@ def buyer_address(index: int) -> str:
     return f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
 
 
+def limits_storage(url: str) -> str:
+    """The rate-limit storage to run the shop with: `url` if it answers (Redis), else each process's memory."""
+    if not url.startswith(("redis://", "rediss://")):
+        return url
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2).ping()
+    except Exception as error:
+        log(f"rate limits: {url} does not answer ({error}); counting in each process's memory instead")
+        return "memory://"
+    return url
+
+
 def shop_environment(
-    database: Database, instance_dir: Path, pool: int, overflow: int, port: int, simulator_port: int
+    database: Database,
+    instance_dir: Path,
+    pool: int,
+    overflow: int,
+    port: int,
+    simulator_port: int,
+    limits_url: str = "memory://",
 ) -> dict[str, str]:
     """The environment of gunicorn and the simulator: this run's database, pools, and test payments only."""
     env = dict(os.environ)
@@ -1235,6 +1265,9 @@ def shop_environment(
             # balancer would: the reserve limits (their defaults, 60 a minute per client, 10 per buyer) count each
             # buyer apart, as in a real drop, and cost what they cost there.
             "PROXY_FIX": "1",
+            "RATELIMIT_STORAGE_URI": limits_url,
+            # This run's own counters, whatever else the Redis holds.
+            "RATELIMIT_KEY_PREFIX": f"bench-{secrets.token_hex(4)}",
         }
     )
     return env
@@ -1279,7 +1312,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
 
         pool, overflow = pool_sizes(database, arguments.workers, arguments.threads)
         port, simulator_port = free_port(), free_port()
-        env = shop_environment(database, instance_dir, pool, overflow, port, simulator_port)
+        limits_url = limits_storage(arguments.limits_storage)
+        env = shop_environment(database, instance_dir, pool, overflow, port, simulator_port, limits_url)
         simulator = Service(
             "the Stripe simulator",
             stripe_simulator_command(simulator_port, port, env["STRIPE_WEBHOOK_SECRET"]),
@@ -1319,9 +1353,16 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         gunicorn = hello  # stopped in `finally` like the shop's
         hello.start("/", ready_statuses=(200,))
         warm_up(hello_port, "/", 2 * arguments.concurrency, arguments.concurrency)
-        hellos = hello_phase(hello_port, arguments.hello_requests, arguments.concurrency)
+        # The best of a few rounds: the yardstick is what the machine can do, and a round slowed by something else
+        # (PostgreSQL vacuuming after the drop) would flatter the page's ratio.
+        rounds = [hello_phase(hello_port, arguments.hello_requests, arguments.concurrency) for _ in range(HELLO_ROUNDS)]
         hello.stop()
-        log(f"hello-world: {hellos.requests} GETs in {hellos.seconds:.1f} s ({hellos.rps:.0f} GET/s)")
+        hellos = max(rounds, key=lambda phase: phase.rps)
+        log(
+            f"hello-world: {HELLO_ROUNDS} rounds of {hellos.requests} GETs: "
+            + ", ".join(f"{phase.rps:.0f}" for phase in rounds)
+            + f" GET/s; the best, {hellos.rps:.0f}, is the yardstick"
+        )
 
         truth = read_truth(app, drop_release)
 
@@ -1397,6 +1438,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         if arguments.stripe_latency_ms
         else None,
         "page_p99_ms": round(percentile(pages.milliseconds, 99), 1),
+        "limits_storage": limits_url.split(":", 1)[0],
         # Winners wait on Stripe; the refused should not wait behind them.
         "winner_p50_ms": round(percentile(winner_latencies, 50), 1),
         "winner_p99_ms": round(percentile(winner_latencies, 99), 1),

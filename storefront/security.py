@@ -123,6 +123,8 @@ def refuse_oversized_bodies_and_nul_bytes() -> None:
         abort(404)
     if any(has_nul(key, value) for key, value in request.args.items(multi=True)):
         abort(400, description="The address contains a character the shop does not accept (a NUL byte).")
+    if request.content_length is None and "Transfer-Encoding" not in request.headers:
+        return  # no body: a page view, the bulk of a drop's requests
     # Reading the body here also enforces MAX_CONTENT_LENGTH on bodies sent without a Content-Length (chunked).
     if request.mimetype in FORM_MIMETYPES:
         fields = request.form.items(multi=True)

@@ -10,6 +10,7 @@ each worker before it takes a request; it reads no database and calls no network
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -43,6 +44,10 @@ def warm_up(app: Flask) -> float:
             # Each service is built on first attribute access.
             client.v1.checkout.sessions  # noqa: B018
             client.v1.refunds  # noqa: B018
+    # Everything loaded so far lives as long as the worker: out of the collector's sight, a full collection walks
+    # only what requests made since, not the whole app again each time (gc.freeze).
+    gc.collect()
+    gc.freeze()
     seconds = time.perf_counter() - started
     log.info("warmed up in %.2f s (%d templates)", seconds, len(environment.cache or {}))
     return seconds

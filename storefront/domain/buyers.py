@@ -42,6 +42,7 @@ and `buyer_key(buyer_key(x)) == buyer_key(x)`.
 
 from __future__ import annotations
 
+import functools
 import string
 import unicodedata
 
@@ -167,6 +168,8 @@ def check_one_script(local: str) -> None:
         )
 
 
+# Buyers share a handful of domains, and every reserve asks twice (its rate limit and its claim): IDNA once each.
+@functools.lru_cache(maxsize=1024)
 def ascii_domain_of(domain: str) -> str:
     """The domain as IDNA ASCII, lowercase, without a trailing dot."""
     # Checked before IDNA: decoding a long Punycode label takes time quadratic in its length.

@@ -34,21 +34,32 @@ NOW_SLOT = "\x1bserver-now\x1b"
 # The only address arguments these pages read: a waiter's link shows their place in line. Anything else (the utm_
 # tags of an announcement mail or a post) changes nothing on the page and must not cost a render at 10:00.
 PERSONAL_ARGUMENTS = ("waiter",)
+# How long one thread's render of a stale page may take before another thread tries (its render may have failed).
+REFRESH_GRACE = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
 class KeptPage:
     body: str
-    until: datetime
+    until: datetime  # fresh until then
+    # Never shown at or after this: the release's next moment (early access, on sale, off sale), or None.
+    changes_at: datetime | None
     release_id: int
 
 
 class PageCache:
-    """One process's rendered pages by key (such as ("release", slug)), each with the moment it stops being fresh."""
+    """One process's rendered pages by key (such as ("release", slug)), each with the moment it stops being fresh.
+
+    When a kept page goes stale, one thread renders it again while the others go on serving the stale copy for the
+    few milliseconds that takes: otherwise every thread that asks in that moment renders the same page at once, and
+    at a drop that is every thread, every second. A page past its release's next moment is never served stale.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.keep_for = timedelta(seconds=seconds)
         self.pages: dict[tuple[str, str], KeptPage] = {}
+        # Keys being rendered again, with when that began: a render that failed is retried after REFRESH_GRACE.
+        self.refreshing: dict[tuple[str, str], datetime] = {}
         # gthread workers share this object between threads.
         self.lock = threading.Lock()
 
@@ -58,8 +69,13 @@ class PageCache:
             return None
         with self.lock:
             kept = self.pages.get(key)
-        if kept is None or now >= kept.until:
-            return None
+            if kept is None or (kept.changes_at is not None and now >= kept.changes_at):
+                return None
+            if now >= kept.until:
+                started = self.refreshing.get(key)
+                if started is None or now >= started + REFRESH_GRACE:
+                    self.refreshing[key] = now  # this thread renders; the others serve the stale copy meanwhile
+                    return None
         body = kept.body
         if TOKEN_SLOT in body:
             body = body.replace(TOKEN_SLOT, generate_csrf())
@@ -78,15 +94,18 @@ class PageCache:
             body = body.replace(signed, TOKEN_SLOT)
         body = body.replace(server_now_attribute(now), NOW_SLOT)
         moments = (release.early_access_at, release.on_sale_at, release.off_sale_at)
-        until = min([now + self.keep_for, *(moment for moment in moments if moment is not None and moment > now)])
+        changes_at = min((moment for moment in moments if moment is not None and moment > now), default=None)
+        until = now + self.keep_for if changes_at is None else min(now + self.keep_for, changes_at)
         with self.lock:
-            self.pages[key] = KeptPage(body, until, release.id)
+            self.pages[key] = KeptPage(body, until, changes_at, release.id)
+            self.refreshing.pop(key, None)
 
     def forget(self, release_id: int) -> None:
         """Drop this process's pages of a release (the producer changed it here)."""
         with self.lock:
             for key in [key for key, kept in self.pages.items() if kept.release_id == release_id]:
                 del self.pages[key]
+                self.refreshing.pop(key, None)
 
 
 def server_now_attribute(now: datetime) -> str:

@@ -212,3 +212,36 @@ def test_campaign_tags_on_the_address_still_get_the_kept_page(app, session, clie
 
     assert tagged.status_code == 200
     assert sent == []
+
+
+def test_one_thread_renders_a_stale_page_while_the_others_serve_the_stale_copy(app, session, clock, on_sale):
+    from storefront.shop.page_cache import REFRESH_GRACE, PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    with app.test_request_context("/"):
+        pages.keep(key, "<p>the page</p>", clock(), release)
+        clock.advance(seconds=1)
+
+        assert pages.page(key, clock()) is None  # the first to see it stale renders it again
+        assert pages.page(key, clock()) == "<p>the page</p>"  # the others serve the stale copy meanwhile
+        clock.advance(seconds=REFRESH_GRACE.total_seconds())
+        assert pages.page(key, clock()) is None  # that render never came back: another thread tries
+        pages.keep(key, "<p>the new page</p>", clock(), release)
+        assert pages.page(key, clock()) == "<p>the new page</p>"
+
+
+def test_a_stale_copy_is_never_served_past_the_opening(app, session, clock):
+    from storefront.shop.page_cache import PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    clock.set(ON_SALE - timedelta(seconds=0.5))
+    with app.test_request_context("/"):
+        pages.keep(key, "<p>counting down</p>", clock(), release)
+        clock.set(ON_SALE)
+
+        assert pages.page(key, clock()) is None
+        assert pages.page(key, clock()) is None  # every thread renders: none may show the countdown now
