@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -68,6 +68,7 @@ def create_app(config_object: type | Mapping[str, Any] | None = None, **override
     security.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    check_limits_on_writes_only(app)
     init_login(app)
     with app.app_context():
         configure_sqlite(db.engine)
@@ -134,6 +135,24 @@ def init_login(app: Flask) -> None:
         # one's context (the test client inside a test's, a request made from a CLI command) must still be judged
         # by its own cookies.
         g.pop("_login_user", None)
+
+
+def check_limits_on_writes_only(app: Flask) -> None:
+    """Skip Flask-Limiter's before-request check on page views.
+
+    That hook applies app-wide and blueprint limits, and the shop has none: every limit belongs to a form that writes
+    (reserve, sign in, join a waitlist, subscribe), is declared on its POST view and is checked when that view runs.
+    A page view would only pay for finding that out, and at a drop page views are most of the traffic.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    index = hooks.index(limiter._check_request_limit)  # fails loudly if Flask-Limiter stops registering it
+    check = hooks[index]
+
+    def check_unless_reading() -> None:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            check()
+
+    hooks[index] = check_unless_reading
 
 
 class RowIdConverter(IntegerConverter):

@@ -27,6 +27,7 @@ login_manager = LoginManager()
 # Storage comes from RATELIMIT_STORAGE_URI (config.py: memory:// by default, Redis when REDIS_URL is set). No default
 # limits: each limited view says what it limits. get_remote_address sees the client's address once PROXY_FIX is set.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
 csrf = CSRFProtect()
 # Settings in storefront/compression.py: text responses only, never a streamed CSV export.
 compress = Compress()

@@ -284,3 +284,12 @@ def test_two_app_servers_share_the_counts_through_redis(
     finally:
         for key in redis_client.scan_iter(f"*{run}*"):
             redis_client.delete(key)
+
+
+def test_page_views_skip_the_limiters_app_wide_check_and_forms_keep_theirs(app):
+    from storefront.extensions import limiter
+
+    hooks = app.before_request_funcs[None]
+    assert limiter._check_request_limit not in hooks  # wrapped: page views skip it (storefront.create_app)
+    assert any(hook.__name__ == "check_unless_reading" for hook in hooks)
+    # The limits themselves live on the POST views and are checked there (the tests above hit them).
