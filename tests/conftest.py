@@ -32,6 +32,25 @@ from storefront.stripe_sim import SimulatorServer  # noqa: E402
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES", "") in {"1", "true", "yes"}
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The Redis tests may use (database 15 by default: its other users' keys are left alone).
+REDIS_URL_FOR_TESTS = os.environ.get("REDIS_URL_FOR_TESTS", "redis://127.0.0.1:6379/15")
+
+
+def redis_or_skip(why: str):
+    """A client of the tests' Redis; the test is skipped when it does not answer (and fails on CI, which starts it)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL_FOR_TESTS, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        if IN_CI:
+            pytest.fail(f"CI starts Redis, yet {REDIS_URL_FOR_TESTS} does not answer: {error}")
+        pytest.skip(f"{why}; Redis at {REDIS_URL_FOR_TESTS} does not answer: {error}")
+    return client
+
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 

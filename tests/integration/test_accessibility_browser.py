@@ -210,6 +210,19 @@ def test_every_shop_page_has_no_serious_accessibility_problem(app, session, shop
         page.get_by_role("button", name="Reserve").click()
         expect(page.get_by_role("heading", level=1)).to_contain_text("limit")
 
+    def too_many_reserves(page: Page) -> None:
+        """The 429 page: a buyer over the per-buyer allowance (lowered for this visit) is told to wait."""
+        app.config["RESERVE_LIMIT_PER_EMAIL"] = "1/hour"
+        try:
+            for _ in range(2):
+                page.goto(f"{base}/releases/{shop.on_sale}")
+                page.get_by_label("How many").fill("1")
+                page.get_by_label("Email").fill("limit@example.com")  # at its limit: nothing is reserved
+                page.get_by_role("button", name="Reserve").click()
+            expect(page.get_by_role("heading", level=1)).to_contain_text("Too many tries")
+        finally:
+            app.config["RESERVE_LIMIT_PER_EMAIL"] = "10/minute"
+
     def sold_out_refusal(page: Page) -> None:
         page.goto(f"{base}/releases/{shop.last_one}")
         claim_committed(session, shop.last_one_id, 1, "quicker@example.com", NOW)  # gone while the page was open
@@ -268,6 +281,7 @@ def test_every_shop_page_has_no_serious_accessibility_problem(app, session, shop
             ("home with a hold", reserve_and_leave),
             ("limit refusal", limit_refusal),
             ("sold-out refusal", sold_out_refusal),
+            ("too many reserves", too_many_reserves),
             ("waitlist joined", join_waitlist),
             ("waitlist confirm", confirm_waitlist),
             ("subscribe", go(base, "/subscribe")),

@@ -27,7 +27,6 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import func, select, update
 
 from storefront import tasks
@@ -37,7 +36,7 @@ from storefront.extensions import db
 from storefront.models import Order, OutboxMessage, PeriodicRun, Refund
 from storefront.payments import gateway
 from storefront.unit_of_work import write_transaction
-from tests.conftest import IN_CI, STRIPE_TEST_KEY, WEBHOOK_SECRET
+from tests.conftest import STRIPE_TEST_KEY, WEBHOOK_SECRET, redis_or_skip
 from tests.domain.test_refunds import add_fault, gateway_refunds, refund_for_a_paid_order
 from tests.factories import make_release
 from tests.integration.helpers import assert_audit_clean, run_concurrently, unexpected
@@ -65,14 +64,7 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite-queue":
         yield ""
         return
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as error:
-        client.close()
-        if IN_CI:
-            pytest.fail(f"CI=true but Redis at {REDIS_URL} does not answer: {error}")
-        pytest.skip(f"Redis at {REDIS_URL} does not answer: {error}")
+    client = redis_or_skip("the workers' queue in Redis")
     client.flushdb()
     try:
         yield REDIS_URL

@@ -30,7 +30,7 @@ from config import TestConfig
 from storefront import create_app
 from storefront.extensions import db
 from storefront.models import Hold, Unit
-from tests.conftest import IN_CI, STRIPE_TEST_KEY, WEBHOOK_SECRET, with_search_path
+from tests.conftest import REDIS_URL_FOR_TESTS, STRIPE_TEST_KEY, WEBHOOK_SECRET, redis_or_skip, with_search_path
 from tests.factories import make_release
 from tests.integration.helpers import assert_audit_clean, free_port
 from tests.integration.test_gunicorn import CHECKOUT_PATH, CSRF_INPUT, wait_until_serving
@@ -61,19 +61,8 @@ class Shop:
 @pytest.fixture(scope="module")
 def redis_url() -> str:
     """The Redis the servers share (REDIS_URL_FOR_TESTS, database 15 by default); skipped when none answers."""
-    import redis
-
-    url = os.environ.get("REDIS_URL_FOR_TESTS", "redis://127.0.0.1:6379/15")
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        if IN_CI:
-            pytest.fail(f"CI starts Redis, yet {url} does not answer: {error}")
-        pytest.skip(f"two servers share their rate limits through Redis; {url} does not answer: {error}")
-    finally:
-        client.close()
-    return url
+    redis_or_skip("two servers share their rate limits through Redis").close()
+    return REDIS_URL_FOR_TESTS
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,13 @@ from huey import Huey, RedisHuey, SqliteHuey
 from config import TestConfig
 from storefront import create_app, notifications, tasks
 from storefront.extensions import db
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, REDIS_URL_FOR_TESTS
 
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
 FLASK = PROJECT / ".venv" / "bin" / "flask"
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = REDIS_URL_FOR_TESTS
 MAIL_WAIT_SECONDS = 30
 # Settings of the test process that must not leak into the worker's environment.
 NOT_INHERITED = ("HUEY_IMMEDIATE", "REDIS_URL", "MAIL_URL", "DATABASE_URL", "STOREFRONT_ENV")

@@ -8,7 +8,6 @@ waits, and none depends on where in a minute it runs.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from storefront.extensions import db
 from storefront.models import Release, Unit
 from storefront.unit_of_work import write_transaction
 from storefront.waitlist import tokens
-from tests.conftest import IN_CI, STRIPE_TEST_KEY, WEBHOOK_SECRET
+from tests.conftest import REDIS_URL_FOR_TESTS, STRIPE_TEST_KEY, WEBHOOK_SECRET, redis_or_skip
 from tests.domain.test_waitlist import confirmed_waiter, confirmed_waiter_of_product
 from tests.factories import make_release
 from tests.web.shop.test_reserve import ON_SALE, csrf_token_from, release_page_token, reserve
@@ -39,7 +38,7 @@ from tests.web.waitlist.test_offers import (
     sold_out_run,
 )
 
-REDIS_URL = os.environ.get("REDIS_URL_FOR_TESTS", "redis://127.0.0.1:6379/15")
+REDIS_URL = REDIS_URL_FOR_TESTS
 ANOTHER_CLIENT = {"REMOTE_ADDR": "203.0.113.9"}
 
 
@@ -230,15 +229,7 @@ def test_an_offer_claim_and_the_release_page_share_the_allowance_per_buyer(
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    """Redis database 15 (its other users' keys left alone); skipped when Redis does not answer (failed on CI)."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as error:
-        client.close()
-        if IN_CI:
-            pytest.fail(f"CI=true but Redis at {REDIS_URL} does not answer: {error}")
-        pytest.skip(f"Redis at {REDIS_URL} does not answer: {error}")
+    client = redis_or_skip("two apps share their counts through Redis")
     yield client
     client.close()
 
