@@ -145,7 +145,9 @@ def check_limits_on_writes_only(app: Flask) -> None:
     A page view would only pay for finding that out, and at a drop page views are most of the traffic.
     """
     hooks = app.before_request_funcs.setdefault(None, [])
-    index = hooks.index(limiter._check_request_limit)  # fails loudly if Flask-Limiter stops registering it
+    if limiter._check_request_limit not in hooks:  # RATELIMIT_ENABLED=False: Flask-Limiter registered nothing
+        return
+    index = hooks.index(limiter._check_request_limit)
     check = hooks[index]
 
     def check_unless_reading() -> None:

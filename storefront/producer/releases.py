@@ -281,6 +281,7 @@ def withhold_numbers(release_id: int):
     except NumbersUnavailable as refusal:
         form.numbers.errors = [*form.numbers.errors, refusal.message]
         return render_release_page(get_release_or_404(release_id), 422, withhold_form=form)
+    forget_cached_answers(release_id)  # the release page names and counts the numbers kept back
     if changed:
         flash(f"Kept back from sale: {describe_numbers(changed)}.", "success")
     else:

@@ -203,15 +203,14 @@ def show_home():
 def show_release(slug: str):
     """Show one release: price, how many are left, a countdown while it is upcoming, the reserve form."""
     # At a drop most visitors see the same page: kept for a second, with only their form token put in.
-    now, pages = clock.now(), page_cache()
-    kept = pages.page(("release", slug), now)
-    if kept is not None:
-        return kept
-    release = get_release_or_404(slug)
-    response = render_release_page(release, reserve_form_for(release))
-    if response.status_code == 200 and "Cache-Control" not in response.headers:
-        pages.keep(("release", slug), response.get_data(as_text=True), now, release)
-    return response
+    with page_cache().lookup(("release", slug), clock.now()) as kept:
+        if kept.body is not None:
+            return kept.body
+        release = get_release_or_404(slug)
+        response = render_release_page(release, reserve_form_for(release))
+        if response.status_code == 200 and "Cache-Control" not in response.headers:
+            kept.keep(response.get_data(as_text=True), release)
+        return response
 
 
 @bp.post("/releases/<slug>/reserve")
@@ -255,28 +254,15 @@ def reserve_release(slug: str):
         if isinstance(refusal, NumberTaken) and refusal.next_free is not None:
             return answer_number_taken(get_release_or_404(slug), form, refusal)
         # "Sold out" without a chosen number is the same page for everyone who came too late: kept for a second.
-        nothing_left = isinstance(refusal, SoldOut) and refusal.available == 0
-        sold_out_key = ("sold_out", slug) if nothing_left and form.number.data is None else None
-        kept = page_cache().page(sold_out_key, now) if sold_out_key else None
-        if kept is not None:
-            return kept, 409
-        release = get_release_or_404(slug, full_page=False)
-        outcome, status = describe_refusal(refusal, release, now)
-        page = render_template(
-            "shop/reserve_release.html",
-            outcome=outcome,
-            refusal=refusal,
-            release=release,
-            batch=release.batch,
-            form=form,
-            now=now,
-            # Only holds this browser made: typing someone's email must never lead to their payment page.
-            limit_holds=held.known_holds_of_buyer(release_id, shop_buyer_key(form.email.data))
-            if outcome == "limit_reached"
-            else [],
-        )
-        if sold_out_key and outcome == "sold_out":
-            page_cache().keep(sold_out_key, page, now, release)
+        if isinstance(refusal, SoldOut) and refusal.available == 0 and form.number.data is None:
+            with page_cache().lookup(("sold_out", slug), now) as kept:
+                if kept.body is not None:
+                    return kept.body, 409
+                page, status, release, outcome = render_refusal(refusal, slug, form, now)
+                if outcome == "sold_out":
+                    kept.keep(page, release)
+                return page, status
+        page, status, _, _ = render_refusal(refusal, slug, form, now)
         return page, status
     held.remember_hold(hold_token)
     # Built after the claim commits: nothing but the claim runs while it holds its locks.
@@ -288,6 +274,26 @@ def reserve_release(slug: str):
         page = render_template("shop/checkout_unavailable.html", release=release, batch=release.batch)
         return page, 503
     return redirect(checkout_url, code=303)
+
+
+def render_refusal(refusal: DomainError, slug: str, form: ReserveForm, now: datetime):
+    """The page that explains a refused reservation: (page, status, release, outcome)."""
+    release = get_release_or_404(slug, full_page=False)
+    outcome, status = describe_refusal(refusal, release, now)
+    page = render_template(
+        "shop/reserve_release.html",
+        outcome=outcome,
+        refusal=refusal,
+        release=release,
+        batch=release.batch,
+        form=form,
+        now=now,
+        # Only holds this browser made: typing someone's email must never lead to their payment page.
+        limit_holds=held.known_holds_of_buyer(release.id, shop_buyer_key(form.email.data))
+        if outcome == "limit_reached"
+        else [],
+    )
+    return page, status, release, outcome
 
 
 def answer_number_taken(release: Release, form: ReserveForm, taken: NumberTaken):

@@ -214,6 +214,13 @@ def test_campaign_tags_on_the_address_still_get_the_kept_page(app, session, clie
     assert sent == []
 
 
+def rendered_and_kept(pages, key, now, release, body) -> None:
+    """One request that renders `body` and keeps it, as the views do."""
+    with pages.lookup(key, now) as found:
+        assert found.body is None
+        found.keep(body, release)
+
+
 def test_one_thread_renders_a_stale_page_while_the_others_serve_the_stale_copy(app, session, clock, on_sale):
     from storefront.shop.page_cache import REFRESH_GRACE, PageCache
 
@@ -221,15 +228,36 @@ def test_one_thread_renders_a_stale_page_while_the_others_serve_the_stale_copy(a
     session.commit()
     pages, key = PageCache(1), ("release", release.slug)
     with app.test_request_context("/"):
-        pages.keep(key, "<p>the page</p>", clock(), release)
+        rendered_and_kept(pages, key, clock(), release, "<p>the page</p>")
         clock.advance(seconds=1)
 
-        assert pages.page(key, clock()) is None  # the first to see it stale renders it again
-        assert pages.page(key, clock()) == "<p>the page</p>"  # the others serve the stale copy meanwhile
-        clock.advance(seconds=REFRESH_GRACE.total_seconds())
-        assert pages.page(key, clock()) is None  # that render never came back: another thread tries
-        pages.keep(key, "<p>the new page</p>", clock(), release)
-        assert pages.page(key, clock()) == "<p>the new page</p>"
+        with pages.lookup(key, clock()) as renderer:
+            assert renderer.body is None  # the first to see it stale renders it again
+            with pages.lookup(key, clock()) as other:
+                assert other.body == "<p>the page</p>"  # the others serve the stale copy meanwhile
+            clock.advance(seconds=REFRESH_GRACE.total_seconds())
+            with pages.lookup(key, clock()) as late:
+                assert late.body is None  # too stale to serve, and that render is overdue: this one renders
+                late.keep("<p>the new page</p>", release)
+        with pages.lookup(key, clock()) as after:
+            assert after.body == "<p>the new page</p>"
+
+
+def test_a_render_that_fails_drops_the_kept_page(app, session, clock, on_sale):
+    from storefront.shop.page_cache import PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    with app.test_request_context("/"):
+        rendered_and_kept(pages, key, clock(), release, "<p>the old page</p>")
+        clock.advance(seconds=1)
+        with pytest.raises(LookupError), pages.lookup(key, clock()) as renderer:
+            assert renderer.body is None
+            raise LookupError("renamed meanwhile: 404")
+
+        with pages.lookup(key, clock()) as next_one:
+            assert next_one.body is None  # not the old page again
 
 
 def test_a_stale_copy_is_never_served_past_the_opening(app, session, clock):
@@ -237,11 +265,106 @@ def test_a_stale_copy_is_never_served_past_the_opening(app, session, clock):
 
     release = make_release(session, units=10, on_sale_at=ON_SALE)
     session.commit()
-    pages, key = PageCache(1), ("release", release.slug)
+    pages, key = PageCache(1, wait_seconds=0.01), ("release", release.slug)
     clock.set(ON_SALE - timedelta(seconds=0.5))
     with app.test_request_context("/"):
-        pages.keep(key, "<p>counting down</p>", clock(), release)
+        rendered_and_kept(pages, key, clock(), release, "<p>counting down</p>")
         clock.set(ON_SALE)
 
-        assert pages.page(key, clock()) is None
-        assert pages.page(key, clock()) is None  # every thread renders: none may show the countdown now
+        with pages.lookup(key, clock()) as renderer:
+            assert renderer.body is None
+            with pages.lookup(key, clock()) as other:
+                # No copy may be shown now; the render under way is waited for (here it never lands: this test's
+                # own thread holds it), then this request renders too.
+                assert other.body is None
+
+
+def test_threads_wait_for_the_one_render_of_a_missing_page(app, session, clock, on_sale):
+    import threading
+
+    from storefront.shop.page_cache import PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key, now = PageCache(1), ("release", release.slug), clock()
+    rendering, release_render = threading.Event(), threading.Event()
+    served: list[str | None] = []
+
+    def renderer() -> None:
+        with app.test_request_context("/"), pages.lookup(key, now) as found:
+            assert found.body is None
+            rendering.set()
+            release_render.wait(5)
+            found.keep("<p>rendered once</p>", release)
+
+    def waiter() -> None:
+        with app.test_request_context("/"), pages.lookup(key, now) as found:
+            served.append(found.body)
+
+    first = threading.Thread(target=renderer)
+    first.start()
+    assert rendering.wait(5)
+    others = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    release_render.set()
+    for thread in [first, *others]:
+        thread.join(5)
+
+    assert served == ["<p>rendered once</p>"] * 3
+
+
+def test_the_countdowns_server_time_is_replaced_whatever_it_was_rendered_with(app, session, clock):
+    from storefront.shop.page_cache import PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    clock.set(ON_SALE - timedelta(minutes=5))
+    with app.test_request_context("/"):
+        # Rendered a few microseconds after the lookup's own time, as a real clock would.
+        rendered_and_kept(pages, key, clock(), release, '<p data-server-now="2026-07-01T09:55:00.000123Z">x</p>')
+        clock.advance(seconds=0.25)
+        with pages.lookup(key, clock()) as found:
+            assert found.body == f'<p data-server-now="{iso_utc(clock())}">x</p>'
+
+
+def test_a_render_begun_before_a_producers_change_is_not_kept_after_it(app, session, clock, on_sale):
+    from storefront.shop.page_cache import PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    with app.test_request_context("/"):
+        with pages.lookup(key, clock()) as found:
+            pages.forget(release.id)  # the producer paused it while this page was being rendered
+            found.keep("<p>on sale, before the pause</p>", release)
+        with pages.lookup(key, clock()) as after:
+            assert after.body is None
+
+
+def test_a_flashed_message_is_never_kept_for_others(app, session, clock, on_sale):
+    with write_transaction(session):
+        create_producer(session, PRODUCER_EMAIL, PASSWORD, clock())
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    path = f"/releases/{release.slug}"
+    message = "Removed bob@example.com from the list."
+    producer = browser(app)
+    sign_in(producer, PRODUCER_EMAIL)
+    with producer.session_transaction() as cookie:
+        cookie["_flashes"] = [("success", message)]
+
+    # The producer's client changed: Flask-Login signs them out while the page renders, and the flash is shown.
+    shown = producer.get(path, environ_overrides={"REMOTE_ADDR": "203.0.113.7"}).get_data(as_text=True)
+    assert message in shown
+
+    for _ in range(2):
+        assert message not in browser(app).get(path).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app_overrides", [{"PAGE_CACHE_SECONDS": 1, "RATELIMIT_ENABLED": False}])
+def test_the_shop_starts_and_serves_with_rate_limits_off(app, session, client, clock, on_sale):
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    assert page_of(client, release).status_code == 200
