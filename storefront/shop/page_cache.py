@@ -11,7 +11,8 @@ Safe when stale, as the other per-process caches are: a count on the page may be
 too), and the reserve POST re-checks everything in the claim's own transaction. A kept page never outlives the
 release's next moment (early access, on sale, off sale): the countdown that reaches zero reloads into the page as it
 is now, not as it was a second before. A producer's change in this process drops the release's pages at once (and
-a render begun before it is not kept), in other processes within the second.
+a render begun before it, of any release, is not kept); other processes show it within PAGE_CACHE_SECONDS, or at
+most REFRESH_GRACE more while a busy process re-renders.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class PageCache:
     """
 
     def __init__(self, seconds: float, wait_seconds: float = WAIT_FOR_RENDER_SECONDS) -> None:
-        self.keep_for = timedelta(seconds=seconds)
+        self.keep_for = timedelta(seconds=max(seconds, 0))  # 0 (or less) keeps nothing
         self.wait_seconds = wait_seconds
         self.pages: dict[tuple[str, str], KeptPage] = {}
         self.renders: dict[tuple[str, str], Render] = {}
@@ -120,7 +121,8 @@ class PageCache:
         except BaseException:
             if found.renders is not None:
                 with self.lock:
-                    self.pages.pop(key, None)
+                    if self.renders.get(key) is found.renders:  # still this request's to render: not overtaken
+                        self.pages.pop(key, None)
             raise
         finally:
             if found.renders is not None:
@@ -165,7 +167,9 @@ class PageCache:
         changes_at = min((moment for moment in moments if moment is not None and moment > now), default=None)
         until = now + self.keep_for if changes_at is None else min(now + self.keep_for, changes_at)
         with self.lock:
-            if self.epoch == found.epoch:
+            newer = self.pages.get(found.key)
+            # Not over a producer's change made since this render began, nor over a later render that landed first.
+            if self.epoch == found.epoch and (newer is None or newer.until <= until):
                 self.pages[found.key] = KeptPage(body, until, changes_at, release.id)
 
     def forget(self, release_id: int) -> None:

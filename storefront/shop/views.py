@@ -37,7 +37,7 @@ from storefront.shop.limits import reserve_limit_by_buyer, reserve_limit_by_ip, 
 from storefront.shop.page_cache import page_cache
 from storefront.shop.reserve_cache import ReleaseRules, reserve_cache
 from storefront.shop_time import shop_zone
-from storefront.unit_of_work import write_transaction
+from storefront.unit_of_work import end_read, write_transaction
 from storefront.urls import external_url
 
 RECENTLY_SOLD_OUT_SHOWN = 6
@@ -255,6 +255,8 @@ def reserve_release(slug: str):
             return answer_number_taken(get_release_or_404(slug), form, refusal)
         # "Sold out" without a chosen number is the same page for everyone who came too late: kept for a second.
         if isinstance(refusal, SoldOut) and refusal.available == 0 and form.number.data is None:
+            # The lookup may wait for another thread's render: never while holding a pooled connection.
+            end_read(db.session)
             with page_cache().lookup(("sold_out", slug), now) as kept:
                 if kept.body is not None:
                     return kept.body, 409

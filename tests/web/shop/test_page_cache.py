@@ -363,8 +363,63 @@ def test_a_flashed_message_is_never_kept_for_others(app, session, clock, on_sale
         assert message not in browser(app).get(path).get_data(as_text=True)
 
 
+@pytest.fixture
+def limiter_back_on():
+    """Flask-Limiter keeps RATELIMIT_ENABLED=False on its one global limiter for every app made after: undo it."""
+    from storefront.extensions import limiter
+
+    yield
+    limiter.enabled = True
+
+
 @pytest.mark.parametrize("app_overrides", [{"PAGE_CACHE_SECONDS": 1, "RATELIMIT_ENABLED": False}])
-def test_the_shop_starts_and_serves_with_rate_limits_off(app, session, client, clock, on_sale):
+def test_the_shop_starts_and_serves_with_rate_limits_off(limiter_back_on, app, session, client, clock, on_sale):
     release = make_release(session, units=10, on_sale_at=ON_SALE)
     session.commit()
     assert page_of(client, release).status_code == 200
+
+
+def test_an_overtaken_render_neither_drops_nor_overwrites_the_newer_page(app, session, clock, on_sale):
+    from storefront.shop.page_cache import REFRESH_GRACE, PageCache
+
+    release = make_release(session, units=10, on_sale_at=ON_SALE)
+    session.commit()
+    pages, key = PageCache(1), ("release", release.slug)
+    with app.test_request_context("/"):
+        rendered_and_kept(pages, key, clock(), release, "<p>first</p>")
+        clock.advance(seconds=1)
+        with pages.lookup(key, clock()) as slow, pytest.raises(LookupError):
+            assert slow.body is None
+            clock.advance(seconds=REFRESH_GRACE.total_seconds())
+            with pages.lookup(key, clock()) as quick:
+                assert quick.body is None  # the slow render is overdue: this one takes over
+                quick.keep("<p>quick</p>", release)
+            slow.keep("<p>slow, begun earlier</p>", release)  # lands late: not over the newer page
+            raise LookupError("and then the slow one fails")  # its failure does not drop the newer page
+
+        with pages.lookup(key, clock()) as after:
+            assert after.body == "<p>quick</p>"
+
+
+def test_a_refusal_waits_for_a_render_without_holding_a_connection(app, session, clock, on_sale, stripe_sim):
+    from storefront.extensions import db
+    from storefront.shop import page_cache as module
+
+    release = make_release(session, units=1, on_sale_at=ON_SALE, allow_number_choice=False)
+    session.commit()
+    winner = browser(app)
+    assert reserve(winner, release, release_page_token(winner, release), email="w@example.com").status_code == 303
+    seen: list[bool] = []
+    original = module.PageCache.find
+
+    def find(self, found):
+        seen.append(db.session().in_transaction())
+        return original(self, found)
+
+    module.PageCache.find = find
+    try:
+        late = browser(app)
+        assert reserve(late, release, release_page_token(late, release), email="l@example.com").status_code == 409
+    finally:
+        module.PageCache.find = original
+    assert seen == [False, False]  # the release page's lookup, then the refusal's: neither inside a transaction
