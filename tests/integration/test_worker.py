@@ -16,13 +16,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import redis
 from huey import Huey, RedisHuey, SqliteHuey
 
 from config import TestConfig
 from storefront import create_app, notifications, tasks
 from storefront.extensions import db
-from tests.conftest import IN_CI, REDIS_URL_FOR_TESTS
+from tests.conftest import REDIS_URL_FOR_TESTS, redis_or_skip
 
 pytestmark = pytest.mark.slow
 
@@ -154,14 +153,7 @@ def test_the_worker_sends_queued_mail_from_the_sqlite_queue(tmp_path: Path, star
 @pytest.fixture
 def redis_db() -> Iterator[str]:
     """Redis database 15, empty before and after; skipped when Redis does not answer (failed on CI)."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as error:
-        client.close()
-        if IN_CI:
-            pytest.fail(f"CI=true but Redis at {REDIS_URL} does not answer: {error}")
-        pytest.skip(f"Redis at {REDIS_URL} does not answer: {error}")
+    client = redis_or_skip("the worker's queue in Redis")
     client.flushdb()
     try:
         yield REDIS_URL
